@@ -1,0 +1,83 @@
+"""Benchmark: `python -m planet.bench [--device cpu] [--precision bf16] [--repeats 5]`.
+
+Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
+16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
+Medians over `--repeats` after warm-up. A benchmark, not a test: machines are noisy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from planet.config import ModelConfig, PlannerConfig, TrainConfig
+from planet.device import resolve_device
+from planet.loss import TensorBatch, make_optimizer, train_step
+from planet.model import WorldModel, parameter_count
+from planet.planner import Planner
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the CEM loop")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    generator = torch.Generator(device).manual_seed(0)
+    torch.manual_seed(0)
+
+    model = WorldModel(ModelConfig(), action_size=1, image_size=64).to(device)
+    train_cfg = TrainConfig(overshoot_depth=5)
+    optimizer = make_optimizer(model, train_cfg)
+    steps, batch_size = 25, 16
+    batch = TensorBatch(
+        obs=torch.randint(0, 256, (steps, batch_size, 64, 64, 3), dtype=torch.uint8, device=device),
+        action=torch.rand(steps, batch_size, 1, device=device) * 2 - 1,
+        reward=torch.randn(steps, batch_size, device=device),
+    )
+    train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, args.precision),
+                         device, args.repeats)
+
+    planner = Planner(model, PlannerConfig(), precision=args.precision, compile=args.compile)
+    latent = model.rssm.initial(1, device)
+    plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
+    print(json.dumps({
+        "implementation": "planet",
+        "device": str(device),
+        "precision": args.precision,
+        "threads": torch.get_num_threads(),
+        "compile": args.compile,
+        "parameters": parameter_count(model),
+        "train_step_ms": round(train_ms, 2),
+        "plan_ms": round(plan_ms, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Checkpoints: model, optimizer, counters, every RNG state and the fingerprint of what shaped them.
+
+Written atomically (temp file, fsync, rename), loaded with `torch.load(weights_only=True)` so a
+checkpoint can never run pickled code, and refused with an error naming the file when it is
+truncated, foreign, or was made under a different config fingerprint.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "planet-checkpoint/1"
+_NAME = re.compile(r"^checkpoint_(\d{6})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    iteration: int  # iterations completed
+    fingerprint: str
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]  # torch / numpy / python global states and the run's own generators
+    extra: dict[str, Any]  # counters the caller needs to resume (env steps, episodes, ...)
+
+
+def capture_rng(torch_generator: torch.Generator, numpy_rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "torch_global": torch.get_rng_state(),
+        "numpy_global": _jsonable(np.random.get_state(legacy=False)),
+        "python": _jsonable(random.getstate()),
+        "torch_generator": torch_generator.get_state(),
+        "numpy_generator": _jsonable(numpy_rng.bit_generator.state),
+    }
+
+
+def restore_rng(state: dict[str, Any], torch_generator: torch.Generator, numpy_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch_global"])
+    np.random.set_state(state["numpy_global"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch_generator.set_state(state["torch_generator"])
+    numpy_rng.bit_generator.state = state["numpy_generator"]
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy arrays -> lists, so that weights_only loading accepts them."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def checkpoint_path(folder: Path, iteration: int) -> Path:
+    return Path(folder) / f"checkpoint_{iteration:06d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint files, oldest first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def save_checkpoint(folder: Path, ckpt: Checkpoint, keep: int) -> Path:
+    """Atomically write `checkpoint_<iteration>.pt`, then delete all but the newest `keep`."""
+    for name, tensor in ckpt.model.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(folder, ckpt.iteration)
+    payload = {"format": FORMAT, "iteration": ckpt.iteration, "fingerprint": ckpt.fingerprint,
+               "model": ckpt.model, "optimizer": ckpt.optimizer, "rng": ckpt.rng, "extra": ckpt.extra}
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path, fingerprint: str | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load one checkpoint; `fingerprint` given: refuse one made under another config."""
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError,
+            AttributeError, TypeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a PlaNet checkpoint (format {FORMAT} expected)")
+    if fingerprint is not None and payload["fingerprint"] != fingerprint:
+        raise CheckpointError(f"{path}: made under a different config (fingerprint {payload['fingerprint']}, "
+                              f"this run {fingerprint})")
+    return Checkpoint(payload["iteration"], payload["fingerprint"], payload["model"], payload["optimizer"],
+                      payload["rng"], payload["extra"])
+
+
+def latest_checkpoint(folder: Path, fingerprint: str, warn=print) -> Checkpoint | None:
+    """The newest checkpoint in `folder` that loads and matches; unusable ones are reported and skipped."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return load_checkpoint(path, fingerprint)
+        except CheckpointError as err:
+            warn(f"skipping {err}")
+    return None

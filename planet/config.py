@@ -1,0 +1,262 @@
+"""Typed, validated configuration: `params.yaml` becomes frozen dataclasses once, at the edge.
+
+Every knob has a one-line docstring. `load_config(raw_dict)` checks types, ranges, unknown keys
+(with a did-you-mean hint) and cross-field rules, and raises `ConfigError` with one line that names
+the key. Defaults are the seed notebook's `Config` (its README calls them the contract).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A user mistake in the params: the message is one line that names the key."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = "Pendulum-v1"
+    """Gymnasium id; needs a continuous (Box) action space and `render_mode="rgb_array"`."""
+    image_size: int = 64
+    """Observations are image_size x image_size x 3 uint8; a multiple of 16 (four stride-2 convs)."""
+    action_repeat: int = 1
+    """Each planner action is applied this many times; rewards are summed (paper Sec. 5)."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    seed_episodes: int = 5
+    """Random-action episodes collected before planning starts."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    belief_size: int = 200
+    """Deterministic GRU state h (paper: 200)."""
+    state_size: int = 30
+    """Stochastic latent s (paper: 30)."""
+    embed_size: int = 1024
+    """Encoder output e."""
+    hidden_size: int = 256
+    """Hidden layer of the prior and posterior MLPs."""
+    reward_hidden_size: int = 400
+    """Hidden layers of the reward head."""
+    cnn_depth: int = 32
+    """Channels of the first conv; doubled per layer (32, 64, 128, 256)."""
+    min_std: float = 0.1
+    """Floor added to softplus(std) of prior and posterior."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 100
+    """Outer loop: train, then collect."""
+    steps_per_iteration: int = 50
+    """Gradient steps per iteration."""
+    batch_size: int = 16
+    """Sequences per gradient step."""
+    seq_len: int = 25
+    """Steps per training sequence (never crosses an episode boundary)."""
+    lr: float = 1e-4
+    """Adam(W) learning rate."""
+    adam_eps: float = 1e-8
+    """Adam epsilon (official code: 1e-4)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (the seed uses torch's AdamW default, 0.01; 0 gives plain Adam)."""
+    grad_clip: float = 100.0
+    """Gradient norm clip (seed: 100, official code: 1000)."""
+    collect_episodes: int = 1
+    """Planner episodes collected per iteration."""
+    exploration_noise: float = 0.3
+    """Std of Gaussian noise added to planner actions while collecting."""
+    free_nats: float = 0.0
+    """KL below this many nats per time step is not penalised (official code: 3)."""
+    kl_beta: float = 0.1
+    """Weight of KL[q || p] (seed: 0.1, official code: 1)."""
+    overshoot_beta: float = 0.1
+    """Weight of the latent-overshooting KL (seed: 0.1; 0 turns it off)."""
+    overshoot_depth: int = 5
+    """Overshooting distance D."""
+    reward_scale: float = 1.0
+    """Weight of the reward MSE (official code: 10)."""
+    bit_depth: int = 8
+    """Observation bit depth; below 8 adds uniform dequantisation noise (official code: 5)."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints."""
+    keep_checkpoints: int = 5
+    """Newest checkpoints kept on disk."""
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    candidates: int = 1000
+    """Action sequences sampled per CEM iteration."""
+    top_k: int = 100
+    """Elite sequences the Gaussian is refit to."""
+    horizon: int = 12
+    """Planning horizon in (repeated) actions."""
+    iterations: int = 10
+    """CEM refinement iterations."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    episodes: int = 5
+    """Evaluation episodes, run side by side, each with its own fixed env seed."""
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    episodes: int = 3
+    """Replay episodes to dream from."""
+    context_frames: int = 5
+    """Real frames filtered through the posterior before dreaming."""
+    dream_steps: int = 50
+    """Open-loop prior steps with the recorded actions."""
+    fps: int = 15
+    """Frame rate of the dream videos."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto picks CUDA when present."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 runs matmuls and convs under autocast; distributions and losses stay fp32."""
+    threads: int = 0
+    """torch CPU threads; 0 keeps torch's default (one per core)."""
+    compile: bool = False
+    """torch.compile the CEM refinement loop (worth it on a GPU)."""
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    experiment: str = "planet"
+    """MLflow experiment name."""
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    """Seeds every generator: torch, numpy, env resets."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    dream: DreamConfig = field(default_factory=DreamConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def __post_init__(self) -> None:
+        if self.planner.top_k > self.planner.candidates:
+            raise ConfigError(f"planner.top_k: {self.planner.top_k} is more than planner.candidates "
+                              f"({self.planner.candidates})")
+        if self.planner.top_k < 2:
+            raise ConfigError("planner.top_k: must be at least 2 to refit a standard deviation")
+        if self.env.image_size % 16 or self.env.image_size < 16:
+            raise ConfigError(f"env.image_size: {self.env.image_size} cannot be taken by the model "
+                              "(four stride-2 convs need a multiple of 16, at least 16)")
+        if not 1 <= self.train.bit_depth <= 8:
+            raise ConfigError(f"train.bit_depth: must be within 1..8, got {self.train.bit_depth}")
+        if self.train.seq_len < 2:
+            raise ConfigError("train.seq_len: must be at least 2")
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dataclasses.asdict(getattr(self, name))
+
+    def flat(self) -> dict[str, Any]:
+        """Every param as `section.key -> value` (what MLflow logs)."""
+        out: dict[str, Any] = {}
+        for key, value in dataclasses.asdict(self).items():
+            if isinstance(value, dict):
+                out.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                out[key] = value
+        return out
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all when none): what shaped a checkpoint or a run."""
+        flat = self.flat()
+        keys = [k for k in flat if not sections or k.split(".")[0] in sections]
+        payload = json.dumps({k: flat[k] for k in sorted(keys)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+# Checks on single fields that the type alone does not say.
+_NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay", "train.exploration_noise",
+                 "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth"}
+
+
+def _check_value(key: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+        if value < 0 or (value == 0 and key not in _NON_NEGATIVE):
+            kind = "non-negative" if key in _NON_NEGATIVE else "positive"
+            raise ConfigError(f"{key}: must be a {kind} integer, got {value}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be finite, got {value}")
+        if value < 0 or (value == 0 and key not in _NON_NEGATIVE):
+            kind = "non-negative" if key in _NON_NEGATIVE else "positive"
+            raise ConfigError(f"{key}: must be a {kind} number, got {value}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: must be a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {hint} for {key}")  # a bug here, not a user error
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "params"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping of keys to values, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{hint}")
+    kwargs = {}
+    for name in names:
+        hint = hints[name]
+        if name not in raw:
+            if dataclasses.is_dataclass(hint):
+                raise ConfigError(f"{prefix}{name}: missing section")
+            continue  # a missing key takes its default
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, raw[name], f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_value(f"{prefix}{name}", hint, raw[name])
+    return cls(**kwargs)
+
+
+def load_config(raw: Any) -> Config:
+    """Build and validate a `Config` from the parsed `params.yaml` mapping."""
+    if raw is None:
+        raw = {}
+    return _build(Config, raw, "")

@@ -1,0 +1,84 @@
+"""Cross-Entropy Method planning in latent space (paper Sec. 3, Alg. 2), batched over environments.
+
+For E beliefs at once: sample N action sequences of length T per belief from N(mean, std), clip to
+[-1, 1], roll them out with the prior, score each by its summed predicted reward, refit mean and std
+to the top K, repeat I times, and return the first action of the final mean.
+
+All randomness is drawn up front from an explicit generator and handed in as tensors, so
+`refine` is a pure function of tensors: it compiles with `torch.compile(fullgraph=True)` (which is
+what lets CUDA graphs capture it) and runs with no host-device sync.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from planet.config import PlannerConfig
+from planet.model import LatentState, WorldModel
+
+
+def sample_candidates(mean: Tensor, std: Tensor, noise: Tensor) -> Tensor:
+    """mean, std (T, E, 1, A); noise (T, E, N, A) -> clipped candidates (T, E, N, A)."""
+    return (mean + std * noise).clamp(-1.0, 1.0)
+
+
+def score_candidates(model: WorldModel, latent: LatentState, actions: Tensor, state_noise: Tensor) -> Tensor:
+    """Predicted return of each sequence. latent (E*N, .), actions (T, E, N, A) -> (E, N)."""
+    horizon, envs, n, _ = actions.shape
+    flat_actions = actions.flatten(1, 2)  # (T, E*N, A)
+    returns = torch.zeros(envs * n, device=actions.device)
+    for t in range(horizon):
+        # Reward step by step, not batched over T: (E*N, .) tensors stay in cache, which beats a
+        # bigger matmul on CPU, and the sum needs no stacked (T, E*N, H+Z) copy.
+        latent, _ = model.rssm.imagine_step(latent, flat_actions[t], state_noise[t])
+        returns += model.reward(model.features(latent)).float()
+    return returns.view(envs, n)
+
+
+def refit(actions: Tensor, returns: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+    """actions (T, E, N, A), returns (E, N) -> mean, std (T, E, 1, A) of the top_k elites."""
+    elite_index = returns.topk(top_k, dim=1).indices  # (E, K)
+    index = elite_index[None, :, :, None].expand(actions.shape[0], -1, -1, actions.shape[-1])
+    elite_actions = actions.gather(2, index)  # (T, E, K, A)
+    return elite_actions.mean(2, keepdim=True), elite_actions.std(2, keepdim=True).clamp(min=1e-4)
+
+
+def refine(model: WorldModel, latent: LatentState, action_noise: Tensor, state_noise: Tensor,
+           top_k: int) -> Tensor:
+    """The CEM loop. latent (E, .); action_noise (I, T, E, N, A); state_noise (I, T, E*N, Z).
+
+    Returns the refit mean (T, E, A)."""
+    iterations, horizon, envs, n, action_size = action_noise.shape
+    mean = action_noise.new_zeros(horizon, envs, 1, action_size)
+    std = torch.ones_like(mean)
+    expanded = LatentState(latent.belief.repeat_interleave(n, 0), latent.state.repeat_interleave(n, 0))  # (E*N, .)
+    for i in range(iterations):
+        actions = sample_candidates(mean, std, action_noise[i])
+        returns = score_candidates(model, expanded, actions, state_noise[i])
+        mean, std = refit(actions, returns, top_k)
+    return mean.squeeze(2)
+
+
+class Planner:
+    """Holds the config and the (optionally compiled) refinement loop."""
+
+    def __init__(self, model: WorldModel, cfg: PlannerConfig, precision: str = "fp32", compile: bool = False):
+        self.model = model
+        self.cfg = cfg
+        self.precision = precision
+        self._refine: Callable[..., Tensor] = torch.compile(refine, fullgraph=True) if compile else refine
+
+    @torch.no_grad()
+    def plan(self, latent: LatentState, generator: torch.Generator | None = None) -> Tensor:
+        """latent (E, .) -> first action of the refit mean (E, A), in [-1, 1]."""
+        cfg, model = self.cfg, self.model
+        envs, device = latent.belief.shape[0], latent.belief.device
+        action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),
+                                   generator=generator, device=device)
+        state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
+                                  generator=generator, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            mean = self._refine(model, latent, action_noise, state_noise, cfg.top_k)
+        return mean[0].float()  # (E, A)

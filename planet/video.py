@@ -1,0 +1,76 @@
+"""Frames to video files (imageio), and the dream panel layout (pure numpy).
+
+imageio is imported inside the writers only, so `planet` still imports with just torch, numpy and
+gymnasium (a bare GPU machine can train; the pipeline machine writes the videos).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CONTEXT_COLOUR = np.array([0, 200, 0], dtype=np.uint8)  # green: real frames fed to the posterior
+DREAM_COLOUR = np.array([220, 0, 0], dtype=np.uint8)  # red: open-loop prior imagination
+
+
+def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+    """(N, S, S, 3) -> (N, S*f, S*f, 3), nearest neighbour, so small frames stay crisp on screen."""
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def with_border(frames: np.ndarray, colour: np.ndarray, width: int = 2) -> np.ndarray:
+    out = frames.copy()
+    out[:, :width], out[:, -width:], out[:, :, :width], out[:, :, -width:] = colour, colour, colour, colour
+    return out
+
+
+def dream_panel(real: np.ndarray, imagined: np.ndarray, context: int, scale: int = 4) -> np.ndarray:
+    """Real and imagined frames side by side, bordered green for context and red for dream steps.
+
+    real, imagined (N, S, S, 3) uint8 -> (N, S*scale, 2*S*scale + gap, 3) uint8."""
+    real, imagined = upscale(real, scale), upscale(imagined, scale)
+    colours = np.where(np.arange(len(real))[:, None] < context, CONTEXT_COLOUR, DREAM_COLOUR)  # (N, 3)
+    panels = []
+    for i in range(len(real)):
+        pair = [with_border(frames[i : i + 1], colours[i], width=scale)[0] for frames in (real, imagined)]
+        gap = np.full((pair[0].shape[0], scale * 2, 3), 255, dtype=np.uint8)
+        panels.append(np.concatenate([pair[0], gap, pair[1]], axis=1))
+    return np.stack(panels)
+
+
+def _atomic_target(path: Path) -> tuple[Path, Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
+    """H.264 mp4 (yuv420p, so browsers and the MLflow UI play it); sides padded to multiples of 16."""
+    import imageio.v2 as imageio
+
+    path, tmp = _atomic_target(path)
+    try:
+        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                pixelformat="yuv420p", macro_block_size=16, output_params=["-loglevel", "error"]) as w:
+            for frame in frames:
+                w.append_data(frame)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_gif(path: Path, frames: np.ndarray, fps: int, max_side: int = 256) -> None:
+    """A small looping gif for in-browser previews (DVC and MLflow render gifs, not mp4)."""
+    import imageio.v2 as imageio
+
+    step = max(1, int(np.ceil(frames.shape[1] / max_side)))
+    path, tmp = _atomic_target(path)
+    try:
+        imageio.mimsave(tmp, list(frames[:, ::step, ::step]), format="GIF", duration=1000 / fps, loop=0)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,20 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toy_env import register  # noqa: E402
+
+from planet.config import ModelConfig  # noqa: E402
+
+register()
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_model_cfg() -> ModelConfig:
+    """Small enough that a test trains it in seconds on a CPU."""
+    return ModelConfig(belief_size=16, state_size=4, embed_size=32, hidden_size=16, reward_hidden_size=16,
+                       cnn_depth=4)

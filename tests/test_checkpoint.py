@@ -1,0 +1,95 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from test_replay import make_episode
+
+from planet.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from planet.config import Config, EnvConfig, TrainConfig
+from planet.replay import SequenceSampler
+from planet.trainer import Trainer
+
+
+def tiny_config(tiny_model_cfg):
+    return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16), model=tiny_model_cfg,
+                  train=TrainConfig(steps_per_iteration=3, batch_size=2, seq_len=4))
+
+
+def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg):
+    cfg = tiny_config(tiny_model_cfg)
+    episodes = [make_episode(12, size=16, start=s) for s in (0, 50)]
+    first = Trainer(cfg, 1, torch.device("cpu"))
+    first.train_iteration(SequenceSampler(episodes, 4, first.rng), 0)
+    save_checkpoint(tmp_path, first.checkpoint(1, "abc", {"episodes": 2}), keep=3)
+    expected = first.train_iteration(SequenceSampler(episodes, 4, first.rng), 1)
+
+    second = Trainer(cfg, 1, torch.device("cpu"))
+    ckpt = load_checkpoint(checkpoint_path(tmp_path, 1), fingerprint="abc")
+    assert ckpt.iteration == 1 and ckpt.extra == {"episodes": 2}
+    second.restore(ckpt)
+    assert second.train_iteration(SequenceSampler(episodes, 4, second.rng), 1) == expected
+
+
+def test_keeps_the_newest_k_and_skips_bad_ones(tmp_path, tiny_model_cfg):
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    for it in range(1, 6):
+        save_checkpoint(tmp_path, trainer.checkpoint(it, "fp", {}), keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [f"checkpoint_00000{i}.pt" for i in (3, 4, 5)]
+    newest = checkpoint_path(tmp_path, 5)
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash mid-copy
+    warnings = []
+    assert latest_checkpoint(tmp_path, "fp", warn=warnings.append).iteration == 4
+    assert "checkpoint_000005.pt" in warnings[0]
+    assert latest_checkpoint(tmp_path, "other", warn=warnings.append) is None  # fingerprint mismatch
+
+
+def test_truncated_and_foreign_files_name_the_file(tmp_path):
+    bad = tmp_path / "checkpoint_000001.pt"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="checkpoint_000001.pt: not a loadable checkpoint"):
+        load_checkpoint(bad)
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(CheckpointError, match="checkpoint_000001.pt: not a PlaNet checkpoint"):
+        load_checkpoint(bad)
+
+
+class Payload:
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(MARKER),))
+
+
+MARKER = ""
+
+
+def test_malicious_pickle_is_never_run(tmp_path):
+    global MARKER
+    MARKER = str(tmp_path / "pwned")
+    path = tmp_path / "checkpoint_000001.pt"
+    torch.save({"format": "planet-checkpoint/1", "evil": Payload()}, path)
+    with pytest.raises(CheckpointError, match="checkpoint_000001.pt"):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+    # The payload is real: plain pickle would run it.
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump(Payload(), f)
+    with open(tmp_path / "plain.pkl", "rb") as f:
+        pickle.load(f)
+    assert (tmp_path / "pwned").exists()
+
+
+def test_nan_weights_are_never_saved(tmp_path, tiny_model_cfg):
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.model.reward.net[0].weight[0, 0] = np.nan
+    with pytest.raises(CheckpointError, match="not finite"):
+        save_checkpoint(tmp_path, trainer.checkpoint(1, "fp", {}), keep=2)
+    assert list_checkpoints(tmp_path) == [] and list(tmp_path.iterdir()) == []

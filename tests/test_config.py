@@ -1,0 +1,66 @@
+import math
+
+import pytest
+
+from planet.config import Config, ConfigError, load_config
+
+SECTIONS = {"env": {}, "data": {}, "model": {}, "train": {}, "planner": {}, "evaluate": {}, "dream": {},
+            "runtime": {}, "mlflow": {}}
+
+
+def params(**overrides):
+    raw = {k: dict(v) for k, v in SECTIONS.items()}
+    for dotted, value in overrides.items():
+        section, key = dotted.split("__")
+        raw[section][key] = value
+    return raw
+
+
+def test_defaults_are_the_seed_config():
+    cfg = load_config(params())
+    assert cfg == Config()
+    t, p = cfg.train, cfg.planner
+    assert (t.iterations, t.steps_per_iteration, t.batch_size, t.seq_len, t.lr) == (100, 50, 16, 25, 1e-4)
+    assert (t.kl_beta, t.overshoot_beta, t.overshoot_depth) == (0.1, 0.1, 5)
+    assert (t.checkpoint_every, t.keep_checkpoints) == (10, 5)
+    assert (p.candidates, p.top_k, p.horizon, p.iterations) == (1000, 100, 12, 10)
+    assert cfg.data.seed_episodes == 5 and cfg.env.id == "Pendulum-v1" and cfg.env.image_size == 64
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"train__batch_size": 0}, "train.batch_size: must be a positive integer"),
+    ({"train__batch_size": "16"}, "train.batch_size: must be an integer"),
+    ({"train__batch_size": True}, "train.batch_size: must be an integer"),
+    ({"train__lr": -1e-3}, "train.lr: must be a positive number"),
+    ({"train__lr": math.nan}, "train.lr: must be finite"),
+    ({"train__lr": math.inf}, "train.lr: must be finite"),
+    ({"train__lrr": 1e-3}, "train.lrr: unknown key (did you mean 'train.lr'?)"),
+    ({"planner__top_k": 2000}, "planner.top_k: 2000 is more than planner.candidates"),
+    ({"env__image_size": 50}, "env.image_size: 50 cannot be taken by the model"),
+    ({"runtime__device": "tpu"}, "runtime.device: must be one of auto, cpu, cuda"),
+    ({"runtime__compile": "yes"}, "runtime.compile: must be true or false"),
+])
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(params(**overrides))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_section_and_wrong_shape():
+    raw = params()
+    del raw["train"]
+    with pytest.raises(ConfigError, match="train: missing section"):
+        load_config(raw)
+    with pytest.raises(ConfigError, match="planner: must be a mapping"):
+        load_config({**params(), "planner": [1, 2]})
+    with pytest.raises(ConfigError, match=r"trian: unknown key \(did you mean 'train'\?\)"):
+        load_config({**params(), "trian": {}})
+
+
+def test_flat_and_fingerprint():
+    cfg = load_config(params(train__lr=3e-4))
+    flat = cfg.flat()
+    assert flat["train.lr"] == 3e-4 and flat["seed"] == 0 and flat["planner.top_k"] == 100
+    assert cfg.fingerprint("train") != Config().fingerprint("train")
+    assert cfg.fingerprint("evaluate") == Config().fingerprint("evaluate")

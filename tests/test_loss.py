@@ -1,0 +1,135 @@
+import numpy as np
+import torch
+
+from planet.config import TrainConfig
+from planet.loss import (
+    TensorBatch,
+    kl_divergence,
+    make_optimizer,
+    overshooting_kl,
+    preprocess_obs,
+    train_step,
+    world_model_loss,
+)
+from planet.model import Gaussian, LatentState, WorldModel
+
+
+def random_batch(steps=6, batch=3, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorBatch(torch.randint(0, 256, (steps, batch, size, size, 3), dtype=torch.uint8, generator=g),
+                       torch.rand(steps, batch, 1, generator=g) * 2 - 1, torch.randn(steps, batch, generator=g))
+
+
+def test_kl_matches_the_closed_form():
+    g = torch.Generator().manual_seed(0)
+    q = Gaussian(torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g) + 0.1)
+    p = Gaussian(torch.randn(4, 5, generator=g), torch.rand(4, 5, generator=g) + 0.1)
+    closed = (torch.log(p.std / q.std) + (q.std**2 + (q.mean - p.mean) ** 2) / (2 * p.std**2) - 0.5).sum(-1)
+    assert torch.allclose(kl_divergence(q, p), closed, atol=1e-5)
+
+
+def overshooting_loop(model, observed, action, depth, noise):
+    """The seed's straightforward T x D loop (with the action alignment fixed), as the reference."""
+    steps = observed.beliefs.shape[0]
+    kls = []
+    for t in range(steps - 1):
+        latent = LatentState(observed.beliefs[t].detach(), observed.states[t].detach())
+        for d in range(1, min(depth, steps - 1 - t) + 1):
+            latent, prior = model.rssm.imagine_step(latent, action[t + d], noise[d - 1, t])
+            target = Gaussian(observed.posterior.mean[t + d].detach(), observed.posterior.std[t + d].detach())
+            kls.append(kl_divergence(target, prior).mean())
+    return torch.stack(kls).mean()
+
+
+def test_vectorised_overshooting_equals_the_loop(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    batch = random_batch(steps=7)
+    observed = model.rssm.observe(model.encode(batch.obs.float() / 255), batch.action,
+                                  model.rssm.initial(3, torch.device("cpu")), torch.randn(7, 3, 4))
+    for depth in (1, 3, 6, 9):
+        noise = torch.randn(depth, 6, 3, 4)
+        fast = overshooting_kl(model, observed, batch.action, depth, noise)
+        slow = overshooting_loop(model, observed, batch.action, depth, noise)
+        assert torch.allclose(fast, slow, rtol=1e-5), (depth, fast, slow)
+    # Gradients agree too.
+    grads = []
+    for fn in (overshooting_kl, overshooting_loop):
+        model.zero_grad()
+        fn(model, observed, batch.action, 3, torch.ones(3, 6, 3, 4)).backward(retain_graph=True)
+        grads.append(model.rssm.gru.weight_hh.grad.clone())
+    assert torch.allclose(*grads, atol=1e-6)
+
+
+def test_terms_and_free_nats(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    terms = world_model_loss(model, random_batch(), TrainConfig(), torch.Generator().manual_seed(0))
+    cfg = TrainConfig()
+    expected = terms.recon + terms.reward + cfg.kl_beta * terms.kl + cfg.overshoot_beta * terms.overshoot
+    assert torch.allclose(terms.total, expected)
+    assert all(t.ndim == 0 and torch.isfinite(t) for t in terms)
+    free = world_model_loss(model, random_batch(), TrainConfig(free_nats=1e6), torch.Generator().manual_seed(0))
+    assert free.kl.item() == 1e6  # every step below the free nats is clamped to it
+
+
+def test_bit_depth_quantises_and_dequantises():
+    obs = torch.arange(256, dtype=torch.uint8)
+    assert torch.equal(preprocess_obs(obs, 8), obs.float() / 255)
+    five = preprocess_obs(obs, 5, torch.Generator().manual_seed(0))
+    bins = torch.div(obs, 8, rounding_mode="floor").float() / 32
+    assert ((five - bins) >= 0).all() and ((five - bins) < 1 / 32).all()
+
+
+def run_steps(model_cfg, steps, seed=0, precision="fp32"):
+    torch.manual_seed(seed)
+    model = WorldModel(model_cfg, 1, 16)
+    cfg = TrainConfig(lr=1e-3)
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(seed)
+    batch = random_batch()
+    return [train_step(model, optimizer, batch, cfg, generator, precision).loss.total.item() for _ in range(steps)]
+
+
+def test_same_seed_same_losses(tiny_model_cfg):
+    assert run_steps(tiny_model_cfg, 3) == run_steps(tiny_model_cfg, 3)
+    assert run_steps(tiny_model_cfg, 3) != run_steps(tiny_model_cfg, 3, seed=1)
+
+
+def test_bf16_loss_stays_within_two_percent_of_fp32(tiny_model_cfg, ):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    batch = random_batch()
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            losses[precision] = world_model_loss(model, batch, TrainConfig(), torch.Generator().manual_seed(0)).total
+    assert abs(losses["bf16"].item() - losses["fp32"].item()) <= 0.02 * abs(losses["fp32"].item())
+
+
+def moving_square_batch(rng, steps=10, batch=8, size=16):
+    """A square that moves by the action: learnable dynamics, reward = its x position."""
+    obs = np.zeros((steps, batch, size, size, 3), np.uint8)
+    action = rng.uniform(-1, 1, (steps, batch, 1)).astype(np.float32)
+    x = rng.integers(2, size - 6, batch).astype(np.float32)
+    reward = np.zeros((steps, batch), np.float32)
+    for t in range(steps):
+        x = np.clip(x + 2 * action[t, :, 0], 0, size - 4)
+        for b in range(batch):
+            obs[t, b, 4:8, int(x[b]):int(x[b]) + 4] = 255
+        reward[t] = x / size
+    return TensorBatch(torch.from_numpy(obs), torch.from_numpy(action), torch.from_numpy(reward))
+
+
+def test_a_few_hundred_steps_drive_the_loss_down(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    cfg = TrainConfig(lr=3e-3, overshoot_depth=3)
+    optimizer = make_optimizer(model, cfg)
+    generator, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+    totals = [train_step(model, optimizer, moving_square_batch(rng), cfg, generator).loss for _ in range(300)]
+    first = torch.stack([t.total for t in totals[:20]]).mean()
+    last = torch.stack([t.total for t in totals[-20:]]).mean()
+    recon_first = torch.stack([t.recon for t in totals[:20]]).mean()
+    recon_last = torch.stack([t.recon for t in totals[-20:]]).mean()
+    assert last < 0.3 * first and recon_last < 0.3 * recon_first, (first, last)

@@ -1,0 +1,41 @@
+import torch
+
+from planet.config import ModelConfig
+from planet.model import WorldModel, parameter_count
+
+
+def test_seed_sizes_give_the_seed_parameter_count():
+    assert parameter_count(WorldModel(ModelConfig(), action_size=1, image_size=64)) == 7_310_436
+
+
+def test_shapes(tiny_model_cfg):
+    model = WorldModel(tiny_model_cfg, action_size=2, image_size=32)
+    steps, batch = 5, 3
+    obs = torch.rand(steps, batch, 32, 32, 3)
+    embed = model.encode(obs)
+    assert embed.shape == (steps, batch, 32)
+    observed = model.rssm.observe(embed, torch.zeros(steps, batch, 2), model.rssm.initial(batch, torch.device("cpu")),
+                                  torch.randn(steps, batch, 4))
+    assert observed.beliefs.shape == (steps, batch, 16) and observed.states.shape == (steps, batch, 4)
+    assert observed.prior.mean.shape == observed.posterior.std.shape == (steps, batch, 4)
+    assert (observed.prior.std >= 0.1).all() and (observed.posterior.std >= 0.1).all()  # the std floor
+    features = torch.cat([observed.beliefs, observed.states], -1)
+    recon = model.decode(features)
+    assert recon.shape == obs.shape and recon.min() >= 0 and recon.max() <= 1
+    assert model.reward(features).shape == (steps, batch)
+
+
+def test_written_out_gru_matches_torch_gru_cell(tiny_model_cfg):
+    rssm = WorldModel(tiny_model_cfg, 1, 16).rssm
+    inputs, belief = torch.randn(7, 5), torch.randn(7, 16)
+    assert torch.allclose(rssm._gru(inputs, belief), rssm.gru(inputs, belief), atol=1e-6)
+
+
+def test_split_posterior_layer_equals_the_concatenated_one(tiny_model_cfg):
+    rssm = WorldModel(tiny_model_cfg, 1, 16).rssm
+    latent = rssm.initial(3, torch.device("cpu"))
+    embed, action, noise = torch.randn(3, 32), torch.randn(3, 1), torch.zeros(3, 4)
+    _, posterior = rssm.posterior_step(latent, action, rssm.embed_part(embed), noise)
+    belief = rssm.gru(torch.cat([latent.state, action], -1), latent.belief)
+    hidden = torch.relu(rssm.posterior_hidden(torch.cat([embed, belief], -1)))
+    assert torch.allclose(posterior.mean, rssm.posterior_mean(hidden), atol=1e-6)
