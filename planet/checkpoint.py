@@ -79,17 +79,16 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
-def save_checkpoint(folder: Path, ckpt: Checkpoint, keep: int) -> Path:
-    """Atomically write `checkpoint_<iteration>.pt`, then delete all but the newest `keep`."""
+def write_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
+    """Atomically write one checkpoint file; refuses non-finite weights."""
     for name, tensor in ckpt.model.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(folder, ckpt.iteration)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "iteration": ckpt.iteration, "fingerprint": ckpt.fingerprint,
                "model": ckpt.model, "optimizer": ckpt.optimizer, "rng": ckpt.rng, "extra": ckpt.extra}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -99,6 +98,12 @@ def save_checkpoint(folder: Path, ckpt: Checkpoint, keep: int) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def save_checkpoint(folder: Path, ckpt: Checkpoint, keep: int) -> Path:
+    """Write `checkpoint_<iteration>.pt` into `folder`, then delete all but the newest `keep`."""
+    path = write_checkpoint(checkpoint_path(folder, ckpt.iteration), ckpt)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink()
     return path

@@ -29,13 +29,13 @@ def with_border(frames: np.ndarray, colour: np.ndarray, width: int = 2) -> np.nd
 def dream_panel(real: np.ndarray, imagined: np.ndarray, context: int, scale: int = 4) -> np.ndarray:
     """Real and imagined frames side by side, bordered green for context and red for dream steps.
 
-    real, imagined (N, S, S, 3) uint8 -> (N, S*scale, 2*S*scale + gap, 3) uint8."""
+    real, imagined (N, S, S, 3) uint8 -> (N, S*scale, 2*S*scale + 16, 3) uint8."""
     real, imagined = upscale(real, scale), upscale(imagined, scale)
     colours = np.where(np.arange(len(real))[:, None] < context, CONTEXT_COLOUR, DREAM_COLOUR)  # (N, 3)
     panels = []
     for i in range(len(real)):
         pair = [with_border(frames[i : i + 1], colours[i], width=scale)[0] for frames in (real, imagined)]
-        gap = np.full((pair[0].shape[0], scale * 2, 3), 255, dtype=np.uint8)
+        gap = np.full((pair[0].shape[0], 16, 3), 255, dtype=np.uint8)  # keeps widths multiples of 16
         panels.append(np.concatenate([pair[0], gap, pair[1]], axis=1))
     return np.stack(panels)
 

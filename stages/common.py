@@ -1,0 +1,138 @@
+"""What every stage shares: params loading, the clean-error entry point, paths, hashes, atomic writes."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from planet.checkpoint import CheckpointError
+from planet.config import Config, ConfigError, load_config
+from planet.device import resolve_device
+from planet.envs import PixelEnv
+from planet.replay import EpisodeError
+from planet.trainer import NonFiniteError
+
+PARAMS = Path("params.yaml")
+SEED_DIR = Path("data/seed")
+REPLAY_DIR = Path("data/replay")
+CHECKPOINT_DIR = Path("checkpoints")
+MODEL_PATH = Path("models/model.pt")
+TRAIN_RUN = Path("runs/train.json")
+# Parts of the params that shape the trained model: a checkpoint is only resumed when they match.
+TRAIN_SECTIONS = ("seed", "env", "data", "model", "train", "planner", "runtime")
+
+USER_ERRORS = (ConfigError, EpisodeError, CheckpointError, NonFiniteError, OSError)
+
+
+class StageError(RuntimeError):
+    """Any other failure that deserves one clear line rather than a traceback."""
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def entry_point(main: Callable[[], None]) -> Callable[[], None]:
+    """Run a stage; user mistakes and environment faults exit non-zero with one line, no traceback."""
+
+    @functools.wraps(main)
+    def wrapper() -> None:
+        try:
+            main()
+        except (*USER_ERRORS, StageError) as err:
+            fail(f"{err}" if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}")
+        except KeyboardInterrupt:
+            fail("interrupted; the newest checkpoint is kept, rerun `dvc repro` to resume")
+
+    return wrapper
+
+
+def load_params(path: Path = PARAMS) -> Config:
+    """params.yaml -> validated Config, plus the checks that need the env or the machine."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    cfg = load_config(raw)
+    resolve_device(cfg.runtime.device)
+    env = PixelEnv(cfg.env)  # unknown id, discrete or unbounded actions: ConfigError
+    max_steps = env.max_steps
+    env.close()
+    if max_steps is not None and cfg.train.seq_len > max_steps:
+        raise ConfigError(f"train.seq_len: {cfg.train.seq_len} is longer than an episode of {cfg.env.id} "
+                          f"({max_steps} steps at action repeat {cfg.env.action_repeat})")
+    return cfg
+
+
+def setup_torch(cfg: Config) -> torch.device:
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    torch.manual_seed(cfg.seed)
+    return resolve_device(cfg.runtime.device)
+
+
+def file_digest(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+def code_digest() -> str:
+    """Hash of the engine's source: a checkpoint from other code is never resumed."""
+    return file_digest(list(Path(__file__).resolve().parent.parent.joinpath("planet").glob("*.py")))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+
+
+def load_model(cfg: Config, device: torch.device):
+    """The train stage's final model -> (WorldModel in eval mode, its extra info)."""
+    from planet.checkpoint import load_checkpoint
+    from planet.model import WorldModel
+
+    ckpt = load_checkpoint(MODEL_PATH, map_location=device)
+    model = WorldModel(cfg.model, ckpt.extra["action_size"], cfg.env.image_size).to(device)
+    try:
+        model.load_state_dict(ckpt.model)
+    except RuntimeError:
+        raise CheckpointError(f"{MODEL_PATH}: its weights do not fit the model section of {PARAMS}; "
+                              "rerun the train stage (dvc repro)") from None
+    return model.eval(), ckpt.extra

@@ -1,0 +1,122 @@
+"""MLflow tracking through `MlflowClient` (no fluent global state).
+
+Store: `MLFLOW_TRACKING_URI` if set, else MLflow 3's default, a SQLite file `mlflow.db` at the
+project root with artifacts in `mlartifacts/` beside it. Under `dvc exp run --temp/--queue` the
+stage runs in a copy of the repo inside `<root>/.dvc/tmp/exps/`, so the root is resolved back to
+the real project, and every experiment logs into the same store.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from planet.config import Config
+from stages.common import StageError
+
+
+def project_root(cwd: Path | None = None) -> Path:
+    cwd = (cwd or Path.cwd()).resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def connect(cfg: Config):
+    """-> (client, experiment_id); any failure to reach or write the store is one clear error."""
+    import logging
+
+    for name in ("alembic", "mlflow"):  # schema-migration chatter when a new store is created
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+        if experiment is None:
+            location = None
+            if uri.startswith("sqlite:///"):
+                location = (project_root() / "mlartifacts").as_uri()
+            return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        return client, experiment.experiment_id
+    except Exception as err:  # MLflow raises many types for an unreachable or read-only store
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise StageError(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def run_tags(cfg: Config, device: torch.device, input_digest: str) -> dict[str, str]:
+    tags = {
+        "git.commit": _git("rev-parse", "HEAD") or "unknown",
+        "git.dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        "planet.input_digest": input_digest,
+        "planet.device": str(device),
+        "planet.precision": cfg.runtime.precision,
+        "torch.version": torch.__version__,
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def _log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def start_train_run(client, experiment_id: str, cfg: Config, tags: dict[str, str], resume_id: str | None) -> str:
+    """Continue `resume_id` when it still exists (a resumed train), else open a new named run."""
+    if resume_id:
+        try:
+            client.get_run(resume_id)
+            client.update_run(resume_id, status="RUNNING")
+            return resume_id
+        except Exception:
+            pass  # the run was deleted from the store: start a fresh one
+    name = f"{cfg.env.id}-{cfg.fingerprint()[:6]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    _log_params(client, run.info.run_id, cfg.flat())
+    return run.info.run_id
+
+
+def run_for_stage(client, experiment_id: str, train_run_id: str, cfg: Config, stage: str) -> str:
+    """The training run itself if its params equal these; else a new child run that carries the full
+    params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings are comparable too."""
+    train_run = client.get_run(train_run_id)
+    flat = {k: str(v) for k, v in cfg.flat().items()}
+    if train_run.data.params == flat:
+        return train_run_id
+    changed = sorted(k for k in flat if train_run.data.params.get(k) != flat[k])
+    name = f"{train_run.info.run_name}/{stage}-{cfg.fingerprint()[:6]}"
+    tags = {**train_run.data.tags, "mlflow.parentRunId": train_run_id, "planet.changed_params": ",".join(changed)}
+    tags = {k: v for k, v in tags.items() if k not in ("mlflow.runName",)}
+    run = client.create_run(experiment_id, run_name=name, tags=tags)
+    _log_params(client, run.info.run_id, cfg.flat())
+    return run.info.run_id
+
+
+def log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> None:
+    from mlflow.entities import Metric
+
+    now = int(dt.datetime.now().timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
