@@ -36,9 +36,10 @@ def connect(cfg: Config):
     """-> (client, experiment_id); any failure to reach or write the store is one clear error."""
     import logging
 
+    from mlflow.tracking import MlflowClient
+
     for name in ("alembic", "mlflow"):  # schema-migration chatter when a new store is created
         logging.getLogger(name).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
     try:

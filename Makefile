@@ -1,0 +1,31 @@
+# Quick start: `make repro` then `make test`. Everything runs inside .venv.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: repro quick test lint bench ui clean-venv
+
+$(BIN)/dvc: requirements.txt requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
+	touch $(BIN)/dvc
+
+repro: $(BIN)/dvc  ## run the whole pipeline with params.yaml
+	dvc repro
+
+quick: $(BIN)/dvc  ## a ~15 minute CPU profile: a short run of the same pipeline, as a DVC experiment
+	dvc exp run --name quick-$$(date +%H%M%S) $$(cat profiles/quick.args)
+
+test: $(BIN)/dvc  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/dvc
+	$(BIN)/ruff check .
+
+bench: $(BIN)/dvc  ## speed of one train step and one plan
+	$(BIN)/python -m planet.bench --device auto
+
+ui: $(BIN)/dvc  ## the MLflow UI on http://127.0.0.1:5000 over this project's store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000

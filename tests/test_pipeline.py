@@ -1,0 +1,179 @@
+"""End to end on real DVC, a real git repo and a real MLflow SQLite store, with tiny params.
+
+The project is copied into a temp git repo; `dvc repro` runs every stage; then one evaluate param
+changes and only evaluate may rerun; then a second `dvc repro` must do nothing."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COPY = ["planet", "stages", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
+ITERATIONS = 3
+
+
+def tiny_params(params: dict) -> dict:
+    params["env"].update(image_size=32, action_repeat=4)  # Pendulum: 50 agent steps per episode
+    params["data"]["seed_episodes"] = 2
+    params["model"].update(belief_size=32, state_size=8, embed_size=64, hidden_size=32, reward_hidden_size=32,
+                           cnn_depth=8)
+    params["train"].update(iterations=ITERATIONS, steps_per_iteration=3, batch_size=4, seq_len=8, checkpoint_every=1,
+                           keep_checkpoints=2)
+    params["planner"].update(candidates=32, top_k=4, horizon=4, iterations=2)
+    params["evaluate"]["episodes"] = 2
+    params["dream"].update(episodes=2, context_frames=3, dream_steps=10)
+    params["runtime"].update(device="cpu", precision="fp32")
+    return params
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def make_project(path: Path, edit=tiny_params) -> Path:
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, path / name)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    (path / "params.yaml").write_text(yaml.safe_dump(edit(params), sort_keys=False))
+    run(["git", "init", "-q"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], path)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
+    return path
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def mlflow_client(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = make_project(tmp_path_factory.mktemp("pipeline"))
+    out = run(["dvc", "repro"], path)
+    assert ran_stages(out.stdout) == ["seed", "train", "evaluate", "dream"]
+    return path
+
+
+def test_every_output_is_there(project):
+    assert len(list((project / "data/seed").glob("episode_*.npz"))) == 2
+    assert len(list((project / "data/replay").glob("episode_*.npz"))) == 2 + ITERATIONS
+    assert [p.name for p in sorted((project / "checkpoints").glob("*.pt"))] == ["checkpoint_000002.pt",
+                                                                                 "checkpoint_000003.pt"]
+    assert (project / "models/model.pt").stat().st_size > 0
+    train = json.loads((project / "metrics/train.json").read_text())
+    assert train["iterations"] == ITERATIONS and train["env_steps"] == 200 * (2 + ITERATIONS)
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert len(evaluation["returns"]) == 2 and {"return_mean", "return_std"} <= set(evaluation)
+    assert set(json.loads((project / "metrics/dream.json").read_text())) == {"mse_h1", "mse_h5", "mse_h10"}
+    curves = (project / "plots/train.csv").read_text().splitlines()
+    assert len(curves) == 1 + ITERATIONS and "collect_return" in curves[0] and "wall_time_s" in curves[0]
+    frames = [f for f in iio.imiter(project / "videos/eval.mp4")]
+    assert len(frames) == 51 and frames[0].shape == (128, 128, 3)  # o_0..o_50, 32 px upscaled x4
+    for i in range(2):
+        dream_frames = list(iio.imiter(project / f"dream/videos/dream_{i}.mp4"))
+        assert len(dream_frames) == 13 and (project / f"dream/gifs/dream_{i}.gif").stat().st_size > 0
+    for png in ("dream/error.png", "plots/train.png"):
+        assert (project / png).read_bytes()[:4] == b"\x89PNG"
+    assert len((project / "plots/dream_error.csv").read_text().splitlines()) == 1 + 2 * 13
+
+
+def test_dvc_metrics_and_plots_show(project):
+    metrics = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "return_mean" in metrics and "mse_h1" in metrics
+    run(["dvc", "plots", "show", "-o", str(project / "dvc_plots")], project)
+    assert (project / "dvc_plots/index.html").exists()
+
+
+def test_mlflow_run_holds_everything(project):
+    client = mlflow_client(project)
+    run_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    mlrun = client.get_run(run_id)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    flat_count = sum(len(v) if isinstance(v, dict) else 1 for v in params.values())
+    assert len(mlrun.data.params) == flat_count and mlrun.data.params["train.lr"] == "0.0001"
+    assert {"git.commit", "git.dirty", "planet.input_digest", "planet.device", "torch.version"} <= set(mlrun.data.tags)
+    for key in ("total", "recon", "reward", "kl", "overshoot", "collect_return", "grad_steps_per_s", "wall_time_s"):
+        history = client.get_metric_history(run_id, key)
+        assert [m.step for m in history] == [400 + 200 * i for i in range(1, ITERATIONS + 1)], key
+    assert "eval/return_mean" in mlrun.data.metrics and "dream/mse_h1" in mlrun.data.metrics
+    artifacts = {a.path for folder in ("", "evaluate", "dream", "dream/videos", "plots")
+                 for a in client.list_artifacts(run_id, folder)}
+    assert {"params.yaml", "evaluate/eval.mp4", "evaluate/eval.gif", "dream/error.png", "dream/videos/dream_0.mp4",
+            "plots/train.png"} <= artifacts
+
+
+def test_changing_an_evaluate_param_reruns_only_evaluate_then_nothing(project):
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["evaluate"]["episodes"] = 3
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], project)
+    assert ran_stages(out.stdout) == ["evaluate"]
+    assert len(json.loads((project / "metrics/eval.json").read_text())["returns"]) == 3
+    client = mlflow_client(project)
+    train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    runs = client.search_runs([client.get_run(train_id).info.experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train_id]
+    assert len(children) == 1 and children[0].data.params["evaluate.episodes"] == "3"
+    assert "eval/return_mean" in children[0].data.metrics
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == []  # a no-op
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_serves_the_runs(project):
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                               f"sqlite:///{project / 'mlflow.db'}", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        experiments = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?max_results=10"))
+        exp_id = next(e["experiment_id"] for e in experiments["experiments"] if e["name"] == "planet")
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(request))["runs"]
+        train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+        assert train_id in {r["info"]["run_id"] for r in runs}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
