@@ -53,7 +53,8 @@ def main() -> None:
         for t, (mse, true, pred) in enumerate(zip(result.mse, result.reward_true, result.reward_pred)):
             horizon = t + 1 - cfg.dream.context_frames  # <= 0: a context frame
             error_rows.append({"episode": i, "step": t + 1, "horizon": horizon, "mse": float(mse)})
-            reward_rows.append({"episode": i, "step": t + 1, "reward_true": float(true), "reward_predicted": float(pred)})
+            reward_rows.append({"episode": i, "step": t + 1, "reward_true": float(true),
+                                "reward_predicted": float(pred)})
     write_csv("plots/dream_error.csv", error_rows)
     write_csv("plots/dream_reward.csv", reward_rows)
     plot_dream(errors, rewards, cfg.dream.context_frames, OUT / "error.png")
