@@ -43,6 +43,9 @@ def env_steps(episode, action_repeat: int, limit: int | None) -> int:
 
 def prepare_replay(ckpt: Checkpoint | None) -> int:
     """Replay = seed episodes + those collected up to the checkpoint; later ones are discarded."""
+    for folder in (REPLAY_DIR, CHECKPOINT_DIR):  # temp files of writes a kill interrupted
+        for stale in folder.glob(".*.tmp"):
+            stale.unlink()
     if ckpt is None:
         shutil.rmtree(REPLAY_DIR, ignore_errors=True)
         shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
@@ -115,6 +118,7 @@ def main() -> None:
             save_checkpoint(CHECKPOINT_DIR, trainer.checkpoint(done, fingerprint, {**state, "iteration": done}),
                             cfg.train.keep_checkpoints)
     bar.close()
+    write_csv(CURVES, state["rows"])  # also when resuming a finished run: DVC deleted it before this stage
 
     # The final model: weights only (no optimizer or RNG state), for evaluate and dream.
     write_checkpoint(MODEL_PATH, Checkpoint(cfg.train.iterations, fingerprint, trainer.model.state_dict(), {}, {},

@@ -1,0 +1,156 @@
+"""Bad params, kill-and-resume and determinism, on real DVC with tiny params."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_pipeline import make_project, mlflow_client, ran_stages, run, tiny_params
+
+OUTPUTS = ["models/model.pt", "metrics/train.json", "metrics/eval.json", "runs/train.json", "plots/train.csv"]
+
+
+def snapshot(project: Path) -> dict[str, bytes]:
+    return {name: (project / name).read_bytes() for name in OUTPUTS}
+
+
+@pytest.fixture(scope="module")
+def done_project(tmp_path_factory):
+    path = make_project(tmp_path_factory.mktemp("reliability"))
+    run(["dvc", "repro"], path)
+    return path
+
+
+def set_key(params, dotted, value):
+    *parents, key = dotted.split(".")
+    node = params
+    for p in parents:
+        node = node[p]
+    node[key] = value
+    return params
+
+
+def delete_key(params, dotted):
+    *parents, key = dotted.split(".")
+    node = params
+    for p in parents:
+        node = node[p]
+    del node[key]
+    return params
+
+
+BAD = [
+    (lambda p: set_key(p, "train.batch_size", 0), "train.batch_size: must be a positive integer, got 0"),
+    (lambda p: set_key(p, "train.iterations", -3), "train.iterations: must be a positive integer, got -3"),
+    (lambda p: set_key(p, "train.lr", "fast"), "train.lr: must be a number, got 'fast'"),
+    (lambda p: set_key(p, "train.lr", float("nan")), "train.lr: must be finite"),
+    (lambda p: set_key(p, "train.kl_beta", float("inf")), "train.kl_beta: must be finite"),
+    (lambda p: set_key(p, "planner.top_k", 64), "planner.top_k: 64 is more than planner.candidates (32)"),
+    (lambda p: set_key(p, "train.lrr", 0.1), "train.lrr: unknown key (did you mean 'train.lr'?)"),
+    (lambda p: set_key(p, "trian", {}), "trian: unknown key (did you mean 'train'?)"),
+    (lambda p: delete_key(p, "evaluate"), "evaluate"),
+    (lambda p: set_key(p, "planner", [1, 2]), "planner"),
+    (lambda p: set_key(p, "train.seq_len", 500), "train.seq_len: 500 is longer than an episode of Pendulum-v1"),
+    (lambda p: set_key(p, "env.image_size", 50), "env.image_size: 50 cannot be taken by the model"),
+    (lambda p: set_key(p, "env.id", "NoSuchEnv-v0"), "env.id: cannot make 'NoSuchEnv-v0'"),
+    (lambda p: set_key(p, "env.id", "CartPole-v1"), "env.id: CartPole-v1 has a Discrete action space"),
+    (lambda p: set_key(p, "runtime.device", "cuda"), "runtime.device: cuda was asked for but torch sees no CUDA"),
+    (lambda p: set_key(p, "runtime.precision", "fp16"), "runtime.precision: must be one of fp32, bf16"),
+    (lambda p: set_key(p, "evaluate.episodes", 0), "evaluate.episodes: must be a positive integer"),
+    (lambda p: set_key(p, "dream.context_frames", 2.5), "dream.context_frames: must be an integer, got 2.5"),
+    (lambda p: set_key(p, "seed", -1), "seed: must be a non-negative integer, got -1"),
+    (lambda p: set_key(p, "env.action_repeat", True), "env.action_repeat: must be an integer, got True"),
+    (lambda p: set_key(p, "model.min_std", 0), "model.min_std: must be a positive number, got 0"),
+    (lambda p: set_key(p, "train.bit_depth", 9), "train.bit_depth: must be within 1..8, got 9"),
+]
+
+
+@pytest.mark.parametrize("edit, message", BAD, ids=[m.split(":")[0] + f"-{i}" for i, (_, m) in enumerate(BAD)])
+def test_bad_params_fail_fast_with_one_line_and_touch_nothing(done_project, edit, message):
+    params_path = done_project / "params.yaml"
+    original = params_path.read_text()
+    before = snapshot(done_project)
+    try:
+        params_path.write_text(yaml.safe_dump(edit(yaml.safe_load(original)), sort_keys=False))
+        started = time.monotonic()
+        out = run(["dvc", "repro"], done_project, check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        params_path.write_text(original)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "Traceback" not in text
+    assert message in text, text
+    assert elapsed < 30
+    ours = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(ours) <= 1  # exactly one from us, or DVC's own one-line refusal
+    assert snapshot(done_project) == before
+
+
+def test_unparsable_yaml_is_refused(done_project):
+    params_path = done_project / "params.yaml"
+    original = params_path.read_text()
+    before = snapshot(done_project)
+    try:
+        params_path.write_text(original + "\ntrain: [\n")
+        out = run(["dvc", "repro"], done_project, check=False)
+    finally:
+        params_path.write_text(original)
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr
+    assert snapshot(done_project) == before
+
+
+def kill_during_train(project: Path, after_checkpoint: str) -> None:
+    """Start `dvc repro`, SIGKILL its whole process group once `after_checkpoint` exists."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    target = project / "checkpoints" / after_checkpoint
+    deadline = time.monotonic() + 240
+    while not target.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside the next iteration's gradient steps or collection
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.exists()
+
+
+def four_iterations(params):
+    params = tiny_params(params)
+    params["train"]["iterations"] = 4
+    return params
+
+
+def test_runs_are_deterministic_and_a_killed_train_resumes_to_the_same_result(tmp_path):
+    metrics = ["metrics/train.json", "metrics/eval.json", "metrics/dream.json"]
+    first = make_project(tmp_path / "a", four_iterations)
+    second = make_project(tmp_path / "b", four_iterations)
+    killed = make_project(tmp_path / "c", four_iterations)
+    run(["dvc", "repro"], first)
+    run(["dvc", "repro"], second)
+    for name in metrics:  # two fresh runs, byte for byte
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+    kill_during_train(killed, "checkpoint_000002.pt")
+    out = run(["dvc", "repro"], killed)
+    for folder in ("checkpoints", "data/replay"):  # stale temp files from the kill are swept
+        assert not list((killed / folder).glob(".*.tmp"))
+    assert "resuming after iteration" in out.stdout + out.stderr
+    assert ran_stages(out.stdout)[:1] in (["train"], ["check"])
+    for name in metrics:
+        assert (first / name).read_bytes() == (killed / name).read_bytes(), name
+    columns = [(p / "plots/train.csv").read_text().splitlines()[0] for p in (first, killed)]
+    assert columns[0] == columns[1]
+    client = mlflow_client(killed)
+    train_id = json.loads((killed / "runs/train.json").read_text())["run_id"]
+    experiment = client.get_run(train_id).info.experiment_id
+    top_level = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in top_level] == [train_id]  # the resumed train continued its run
+    steps = sorted({m.step for m in client.get_metric_history(train_id, "recon")})
+    assert steps == [400 + 200 * i for i in range(1, 5)]
