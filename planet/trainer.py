@@ -57,7 +57,9 @@ class Trainer:
         names = [*LOSS_NAMES, "grad_norm"]
         bad = ~np.isfinite(values)
         if bad.any():
-            step, term = np.argwhere(bad)[0]
+            step = int(np.argwhere(bad)[0, 0])
+            # Name the term that went bad, not the total it spoils.
+            term = next(i for i in [*range(1, len(names)), 0] if bad[step, i])
             raise NonFiniteError(f"iteration {iteration + 1}: {names[term]} became {values[step, term]} at "
                                  f"gradient step {step + 1}; no checkpoint was written for it")
         return {name: float(v) for name, v in zip(names, values.mean(0))}

@@ -77,7 +77,7 @@ def mlflow_client(project: Path):
 def project(tmp_path_factory):
     path = make_project(tmp_path_factory.mktemp("pipeline"))
     out = run(["dvc", "repro"], path)
-    assert ran_stages(out.stdout) == ["seed", "train", "evaluate", "dream"]
+    assert ran_stages(out.stdout) == ["check", "seed", "train", "evaluate", "dream"]
     return path
 
 
@@ -135,7 +135,7 @@ def test_changing_an_evaluate_param_reruns_only_evaluate_then_nothing(project):
     params["evaluate"]["episodes"] = 3
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
-    assert ran_stages(out.stdout) == ["evaluate"]
+    assert ran_stages(out.stdout) == ["check", "evaluate"]  # check always vets a params change
     assert len(json.loads((project / "metrics/eval.json").read_text())["returns"]) == 3
     client = mlflow_client(project)
     train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
