@@ -28,6 +28,8 @@ class EnvConfig:
     """Observations are image_size x image_size x 3 uint8; a multiple of 16 (four stride-2 convs)."""
     action_repeat: int = 1
     """Each planner action is applied this many times; rewards are summed (paper Sec. 5)."""
+    crop: float = 1.0
+    """Central fraction of the rendered frame kept before resizing (camera framing); 1 keeps it all."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class Config:
         if self.env.image_size % 16 or self.env.image_size < 16:
             raise ConfigError(f"env.image_size: {self.env.image_size} cannot be taken by the model "
                               "(four stride-2 convs need a multiple of 16, at least 16)")
+        if self.env.crop > 1:
+            raise ConfigError(f"env.crop: must be within (0, 1], got {self.env.crop}")
         if not 1 <= self.train.bit_depth <= 8:
             raise ConfigError(f"train.bit_depth: must be within 1..8, got {self.train.bit_depth}")
         if self.train.seq_len < 2:

@@ -37,6 +37,16 @@ def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
     return small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()  # (S, S, 3)
 
 
+def center_crop(frame: np.ndarray, fraction: float) -> np.ndarray:
+    """Keep the central `fraction` of height and width: a tighter camera on a small object."""
+    if fraction >= 1.0:
+        return frame
+    height, width = frame.shape[:2]
+    keep_h, keep_w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top, left = (height - keep_h) // 2, (width - keep_w) // 2
+    return frame[top : top + keep_h, left : left + keep_w]
+
+
 def episode_seed(base_seed: int, index: int, stream: int = 0) -> int:
     """A distinct, fixed env seed per (run seed, stream, episode index); stream 1 is evaluation."""
     return int(np.random.SeedSequence([base_seed, stream, index]).generate_state(1)[0])
@@ -75,7 +85,7 @@ class PixelEnv:
         return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
 
     def render(self) -> np.ndarray:
-        return resize_frame(self.env.render(), self.cfg.image_size)
+        return resize_frame(center_crop(self.env.render(), self.cfg.crop), self.cfg.image_size)
 
     def reset(self, seed: int) -> np.ndarray:
         self.env.reset(seed=seed)

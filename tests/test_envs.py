@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from planet.config import ConfigError, EnvConfig
-from planet.envs import PixelEnv, episode_seed, resize_frame
+from planet.envs import PixelEnv, center_crop, episode_seed, resize_frame
 
 
 def test_actions_map_onto_the_env_bounds():
@@ -64,3 +64,15 @@ def test_headless_rendering_prints_nothing():
             "e = PixelEnv(EnvConfig()); e.reset(seed=0); e.step(np.zeros(1)); e.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "" and out.stderr == ""
+
+
+def test_center_crop_keeps_the_middle():
+    frame = np.arange(100 * 100 * 3, dtype=np.int64).reshape(100, 100, 3)
+    assert center_crop(frame, 1.0) is frame
+    middle = center_crop(frame, 0.5)
+    assert middle.shape == (50, 50, 3) and np.array_equal(middle, frame[25:75, 25:75])
+    env = PixelEnv(EnvConfig(id="Pendulum-v1", image_size=64, crop=0.55))
+    obs = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3)
+    assert (obs.min(-1) < 200).mean() > 0.03  # the rod covers more of a cropped frame
+    env.close()

@@ -68,6 +68,7 @@ BAD = [
     (lambda p: set_key(p, "env.action_repeat", True), "env.action_repeat: must be an integer, got True"),
     (lambda p: set_key(p, "model.min_std", 0), "model.min_std: must be a positive number, got 0"),
     (lambda p: set_key(p, "train.bit_depth", 9), "train.bit_depth: must be within 1..8, got 9"),
+    (lambda p: set_key(p, "env.crop", 0), "env.crop: must be a positive number, got 0"),
 ]
 
 
