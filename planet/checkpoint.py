@@ -6,11 +6,9 @@ truncated, foreign, or was made under a different config fingerprint.
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from planet.fileio import atomic_write
 
 FORMAT = "planet-checkpoint/1"
 _NAME = re.compile(r"^checkpoint_(\d{6})\.pt$")
@@ -84,20 +84,10 @@ def write_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
     for name, tensor in ckpt.model.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "iteration": ckpt.iteration, "fingerprint": ckpt.fingerprint,
                "model": ckpt.model, "optimizer": ckpt.optimizer, "rng": ckpt.rng, "extra": ckpt.extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -19,14 +19,14 @@ when filtering but a_{t+d} when overshooting, an off-by-one this layout removes.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from planet.fileio import atomic_write
 
 EPISODE_GLOB = "episode_*.npz"
 
@@ -78,19 +78,9 @@ def _shape_problem(ep: Episode) -> str | None:
 
 
 def save_episode(path: Path, episode: Episode) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **{name: getattr(episode, name) for name in _DTYPES})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (see `planet.fileio`): a reader never sees half an episode."""
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **{name: getattr(episode, name) for name in _DTYPES})
 
 
 def load_episode(path: Path) -> Episode:

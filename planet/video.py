@@ -5,11 +5,11 @@ gymnasium (a bare GPU machine can train; the pipeline machine writes the videos)
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from planet.fileio import atomic_path
 
 CONTEXT_COLOUR = np.array([0, 200, 0], dtype=np.uint8)  # green: real frames fed to the posterior
 DREAM_COLOUR = np.array([220, 0, 0], dtype=np.uint8)  # red: open-loop prior imagination
@@ -40,27 +40,15 @@ def dream_panel(real: np.ndarray, imagined: np.ndarray, context: int, scale: int
     return np.stack(panels)
 
 
-def _atomic_target(path: Path) -> tuple[Path, Path]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    return path, Path(tmp)
-
-
 def write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
     """H.264 mp4 (yuv420p, so browsers and the MLflow UI play it); sides padded to multiples of 16."""
     import imageio.v2 as imageio
 
-    path, tmp = _atomic_target(path)
-    try:
-        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                pixelformat="yuv420p", macro_block_size=16, output_params=["-loglevel", "error"]) as w:
-            for frame in frames:
-                w.append_data(frame)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, imageio.get_writer(
+            tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=16,
+            output_params=["-loglevel", "error"]) as writer:
+        for frame in frames:
+            writer.append_data(frame)
 
 
 def write_gif(path: Path, frames: np.ndarray, fps: int, max_side: int = 256) -> None:
@@ -68,9 +56,5 @@ def write_gif(path: Path, frames: np.ndarray, fps: int, max_side: int = 256) -> 
     import imageio.v2 as imageio
 
     step = max(1, int(np.ceil(frames.shape[1] / max_side)))
-    path, tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         imageio.mimsave(tmp, list(frames[:, ::step, ::step]), format="GIF", duration=1000 / fps, loop=0)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
 from planet.device import resolve_device
 from planet.envs import PixelEnv
+from planet.fileio import atomic_write
 from planet.replay import EpisodeError
 from planet.trainer import NonFiniteError
 
@@ -99,18 +98,8 @@ def code_digest() -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

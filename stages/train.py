@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from planet.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint, write_checkpoint
 from planet.envs import PixelEnv, episode_seed
+from planet.fileio import TEMP_GLOB
 from planet.replay import SequenceSampler, episode_path, episode_paths, load_episodes, save_episode
 from planet.trainer import Trainer
 from stages import tracking
@@ -44,7 +45,7 @@ def env_steps(episode, action_repeat: int, limit: int | None) -> int:
 def prepare_replay(ckpt: Checkpoint | None) -> int:
     """Replay = seed episodes + those collected up to the checkpoint; later ones are discarded."""
     for folder in (REPLAY_DIR, CHECKPOINT_DIR):  # temp files of writes a kill interrupted
-        for stale in folder.glob(".*.tmp"):
+        for stale in folder.glob(TEMP_GLOB):
             stale.unlink()
     if ckpt is None:
         shutil.rmtree(REPLAY_DIR, ignore_errors=True)
