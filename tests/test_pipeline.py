@@ -177,3 +177,22 @@ def test_mlflow_server_serves_the_runs(project):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_queued_sweep_runs_and_logs_to_the_project_store(project):
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.0003"], project)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.001"], project)
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    table = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
+    assert "0.001" in json.dumps(table) and "return_mean" in json.dumps(table)
+    client = mlflow_client(project)  # queued runs ran in .dvc/tmp/exps/ but logged here
+    experiment = client.get_experiment_by_name("planet").experiment_id
+    swept = {r.data.params["train.lr"] for r in client.search_runs([experiment]) if "dvc.exp_name" in r.data.tags}
+    assert swept == {"0.0003", "0.001"}
