@@ -155,3 +155,15 @@ def test_runs_are_deterministic_and_a_killed_train_resumes_to_the_same_result(tm
     assert [r.info.run_id for r in top_level] == [train_id]  # the resumed train continued its run
     steps = sorted({m.step for m in client.get_metric_history(train_id, "recon")})
     assert steps == [400 + 200 * i for i in range(1, 5)]
+
+
+def test_unusable_tracking_store_stops_train_before_any_work(done_project):
+    before = {p.name: p.read_bytes() for p in (done_project / "checkpoints").iterdir()}
+    store = f"sqlite:///{done_project}/params.yaml/mlflow.db"  # a file where a folder must be
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    out = subprocess.run([sys.executable, "-m", "stages.train"], cwd=done_project, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "MLflow tracking store sqlite:///" in errors[0] and "cannot be used" in errors[0]
+    assert {p.name: p.read_bytes() for p in (done_project / "checkpoints").iterdir()} == before
