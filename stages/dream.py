@@ -3,7 +3,6 @@ roll the prior open-loop for `dream_steps` with the recorded actions. Writes sid
 (green: context, red: dream), the error-versus-horizon curve and predicted versus true reward."""
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from planet.video import dream_panel, write_gif, write_mp4
 from stages import tracking
 from stages.common import (
     REPLAY_DIR,
-    TRAIN_RUN,
     entry_point,
     load_model,
     load_params,
@@ -65,7 +63,7 @@ def main() -> None:
             metrics[f"mse_h{h}"] = round(float(np.mean(values)), 6)
     write_json("metrics/dream.json", metrics)
 
-    run_id = tracking.run_for_stage(client, experiment_id, json.loads(TRAIN_RUN.read_text())["run_id"], cfg, "dream")
+    run_id = tracking.run_for_stage(client, experiment_id, cfg, "dream")
     tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in metrics.items()}, trained.get("env_steps", 0))
     client.log_artifacts(run_id, str(OUT), "dream")
     print(f"dream: {len(chosen)} dreams in {OUT}/, {metrics} (MLflow run {run_id})")

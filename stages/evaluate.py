@@ -2,8 +2,6 @@
 each with its own fixed env seed; writes metrics/eval.json and a video of the first episode."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -13,7 +11,7 @@ from planet.envs import PixelEnv, episode_seed
 from planet.planner import Planner
 from planet.video import upscale, write_gif, write_mp4
 from stages import tracking
-from stages.common import TRAIN_RUN, entry_point, load_model, load_params, setup_torch, write_json
+from stages.common import entry_point, load_model, load_params, setup_torch, write_json
 
 EVAL_STREAM = 1  # env seeds disjoint from training episodes'
 
@@ -38,8 +36,7 @@ def main() -> None:
     write_mp4("videos/eval.mp4", frames, fps=15)
     write_gif("plots/eval.gif", episodes[0].obs, fps=15)
 
-    run_id = tracking.run_for_stage(client, experiment_id, json.loads(TRAIN_RUN.read_text())["run_id"], cfg,
-                                    "evaluate")
+    run_id = tracking.run_for_stage(client, experiment_id, cfg, "evaluate")
     step = trained.get("env_steps", 0)
     tracking.log_metrics(client, run_id, {"eval/return_mean": metrics["return_mean"],
                                           "eval/return_std": metrics["return_std"],

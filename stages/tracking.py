@@ -8,6 +8,7 @@ the real project, and every experiment logs into the same store.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from planet.config import Config
-from stages.common import StageError
+from stages.common import TRAIN_RUN, StageError
 
 
 def project_root(cwd: Path | None = None) -> Path:
@@ -100,9 +101,10 @@ def start_train_run(client, experiment_id: str, cfg: Config, tags: dict[str, str
     return run.info.run_id
 
 
-def run_for_stage(client, experiment_id: str, train_run_id: str, cfg: Config, stage: str) -> str:
-    """The training run itself if its params equal these; else a new child run that carries the full
-    params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings are comparable too."""
+def run_for_stage(client, experiment_id: str, cfg: Config, stage: str) -> str:
+    """The training run named in runs/train.json if its params equal these; else a new child run that
+    carries the full params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings compare too."""
+    train_run_id = json.loads(TRAIN_RUN.read_text())["run_id"]
     train_run = client.get_run(train_run_id)
     flat = {k: str(v) for k, v in cfg.flat().items()}
     if train_run.data.params == flat:
