@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: repro quick learn test lint bench ui
+.PHONY: repro quick seed-baseline test lint bench ui
 
 $(BIN)/dvc: requirements.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,8 +18,8 @@ repro: $(BIN)/dvc  ## run the whole pipeline with params.yaml
 quick: $(BIN)/dvc  ## a ~15 minute CPU profile: a short run of the same pipeline, as a DVC experiment
 	dvc exp run --name quick-$$(date +%H%M%S) $$(cat profiles/quick.args)
 
-learn: $(BIN)/dvc  ## the learning configuration under test for Pendulum (README, "Learning")
-	dvc exp run --name learn-$$(date +%H%M%S) $$(cat profiles/learn.args)
+seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (profiles/seed.args)
+	dvc exp run --name seed-config-$$(date +%H%M%S) $$(cat profiles/seed.args)
 
 test: $(BIN)/dvc  ## the whole test suite
 	$(BIN)/python -m pytest -q

@@ -12,7 +12,7 @@ import torch
 from planet.envs import PixelEnv
 from planet.loss import preprocess_obs
 from planet.model import LatentState, WorldModel
-from planet.planner import Planner
+from planet.planner import Planner, shift_plan
 from planet.replay import Episode
 
 
@@ -25,11 +25,13 @@ class Agent:
         self.device = next(model.parameters()).device
         self.latent: LatentState | None = None
         self.prev_action: torch.Tensor | None = None
+        self.plan: torch.Tensor | None = None  # (T, E, A), the last refit mean, for warm starts
 
     def reset(self, envs: int) -> None:
         """Zero belief and state and a zero previous action, as at the start of every training sequence."""
         self.latent = self.model.rssm.initial(envs, self.device)
         self.prev_action = torch.zeros(envs, self.model.action_size, device=self.device)
+        self.plan = None
 
     @torch.no_grad()
     def observe(self, obs: np.ndarray) -> None:
@@ -42,7 +44,9 @@ class Agent:
     @torch.no_grad()
     def act(self, exploration_noise: float = 0.0) -> np.ndarray:
         """Plan from the current beliefs; Gaussian exploration noise when collecting. -> (E, A) in [-1, 1]."""
-        action = self.planner.plan(self.latent, self.generator)
+        warm = self.plan is not None and self.planner.cfg.warm_start
+        self.plan = self.planner.plan_sequence(self.latent, self.generator, shift_plan(self.plan) if warm else None)
+        action = self.plan[0]  # (E, A)
         if exploration_noise > 0:
             noise = torch.randn(action.shape, generator=self.generator, device=self.device)
             action = action + exploration_noise * noise

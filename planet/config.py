@@ -106,6 +106,9 @@ class PlannerConfig:
     """Planning horizon in (repeated) actions."""
     iterations: int = 10
     """CEM refinement iterations."""
+    warm_start: bool = False
+    """Start each plan from the previous step's refit mean shifted by one step (zero appended)
+    instead of from zero; the std still starts at 1. Off in the paper and the seed."""
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,18 @@
 A reader (or a resumed run) sees the old file or the new one, never half of one. Temp names start
 with a dot and contain `.tmp` (`TEMP_GLOB`), so a run killed mid-write leaves litter that is easy
 to find and sweep, and never a file that looks real.
+
+A failed write (disk full, read-only folder) raises `OSError` whose `filename` is the target, so the
+error names the file the user knows, and the previous file at that path is left untouched.
+
+Crash tests: with `PLANET_CRASH_WRITING=<suffix>` in the environment, the process SIGKILLs itself in
+the middle of writing a file whose path ends with `<suffix>` (after half the bytes reached the temp
+file, before the rename): the worst moment for a kill, made repeatable.
 """
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +22,14 @@ from pathlib import Path
 from typing import IO
 
 TEMP_GLOB = ".*.tmp*"
+CRASH_ENV = "PLANET_CRASH_WRITING"
+
+
+def _crash_if_asked(path: Path, tmp: Path) -> None:
+    suffix = os.environ.get(CRASH_ENV)
+    if suffix and path.as_posix().endswith(suffix):
+        os.truncate(tmp, tmp.stat().st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -21,17 +37,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path to write (same suffix, for tools that pick a format from it); on success it
     is fsynced and renamed over `path`, on failure removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
+        _crash_if_asked(path, tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write ({err.strerror}); any previous version is kept", str(path)) from err
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager

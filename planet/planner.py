@@ -2,7 +2,8 @@
 
 For E beliefs at once: sample N action sequences of length T per belief from N(mean, std), clip to
 [-1, 1], roll them out with the prior, score each by its summed predicted reward, refit mean and std
-to the top K, repeat I times, and return the first action of the final mean.
+to the top K, repeat I times, and return the first action of the final mean. The mean starts at zero
+(the paper) or, with warm start, at the previous plan shifted by one step (`shift_plan`).
 
 All randomness is drawn up front from an explicit generator and handed in as tensors, so
 `refine` is a pure function of tensors: it compiles with `torch.compile(fullgraph=True)` (which is
@@ -46,12 +47,13 @@ def refit(actions: Tensor, returns: Tensor, top_k: int) -> tuple[Tensor, Tensor]
 
 
 def refine(model: WorldModel, latent: LatentState, action_noise: Tensor, state_noise: Tensor,
-           top_k: int) -> Tensor:
-    """The CEM loop. latent (E, .); action_noise (I, T, E, N, A); state_noise (I, T, E*N, Z).
+           top_k: int, init_mean: Tensor) -> Tensor:
+    """The CEM loop. latent (E, .); action_noise (I, T, E, N, A); state_noise (I, T, E*N, Z);
+    init_mean (T, E, A), where the search starts.
 
     Returns the refit mean (T, E, A)."""
     iterations, horizon, envs, n, action_size = action_noise.shape
-    mean = action_noise.new_zeros(horizon, envs, 1, action_size)
+    mean = init_mean.unsqueeze(2)  # (T, E, 1, A)
     std = torch.ones_like(mean)
     expanded = LatentState(latent.belief.repeat_interleave(n, 0), latent.state.repeat_interleave(n, 0))  # (E*N, .)
     for i in range(iterations):
@@ -73,12 +75,25 @@ class Planner:
     @torch.no_grad()
     def plan(self, latent: LatentState, generator: torch.Generator | None = None) -> Tensor:
         """latent (E, .) -> first action of the refit mean (E, A), in [-1, 1]."""
+        return self.plan_sequence(latent, generator)[0]
+
+    @torch.no_grad()
+    def plan_sequence(self, latent: LatentState, generator: torch.Generator | None = None,
+                      init_mean: Tensor | None = None) -> Tensor:
+        """latent (E, .), init_mean (T, E, A) or None (zeros) -> the whole refit mean (T, E, A)."""
         cfg, model = self.cfg, self.model
         envs, device = latent.belief.shape[0], latent.belief.device
+        if init_mean is None:
+            init_mean = torch.zeros(cfg.horizon, envs, model.action_size, device=device)
         action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),
                                    generator=generator, device=device)
         state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
                                   generator=generator, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            mean = self._refine(model, latent, action_noise, state_noise, cfg.top_k)
-        return mean[0].float()  # (E, A)
+            mean = self._refine(model, latent, action_noise, state_noise, cfg.top_k, init_mean)
+        return mean.float()  # (T, E, A)
+
+
+def shift_plan(mean: Tensor) -> Tensor:
+    """(T, E, A) -> the same plan one step later: drop the executed first action, append zeros."""
+    return torch.cat([mean[1:], torch.zeros_like(mean[:1])])

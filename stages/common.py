@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,17 +50,33 @@ def entry_point(main: Callable[[], None]) -> Callable[[], None]:
         try:
             main()
         except (*USER_ERRORS, StageError) as err:
-            fail(f"{err}" if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}")
+            fail(f"{err}" if not isinstance(err, OSError) or not err.filename else f"{err.filename}: {err.strerror}")
         except KeyboardInterrupt:
             fail("interrupted; the newest checkpoint is kept, rerun `dvc repro` to resume")
 
     return wrapper
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML speaks YAML 1.1, where `1e-8` is a string; DVC (`-S train.adam_eps=1e-8`) and YAML 1.2
+    write floats that way, so read them as the floats they are."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$"
+               r"|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def read_params(text: str) -> Any:
+    return yaml.load(text, Loader=ParamsLoader)
+
+
 def load_params(path: Path = PARAMS) -> Config:
     """params.yaml -> validated Config, plus the checks that need the env or the machine."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = read_params(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found") from None
     except yaml.YAMLError as err:

@@ -30,3 +30,31 @@ def test_exploration_noise_only_when_asked(tiny_model_cfg):
         agent.observe(np.zeros((1, 16, 16, 3), np.uint8))
         acts.append(agent.act(noise))
     assert not np.allclose(acts[0], acts[1])
+
+
+class RecordingPlanner(Planner):
+    def plan_sequence(self, latent, generator=None, init_mean=None):
+        self.starts.append(init_mean)
+        plan = super().plan_sequence(latent, generator, init_mean)
+        self.plans.append(plan)
+        return plan
+
+
+def test_warm_start_hands_each_plan_the_last_one_shifted_and_resets_per_episode(tiny_model_cfg):
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    envs = [PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2)) for _ in range(2)]
+    for warm in (False, True):
+        planner = RecordingPlanner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2,
+                                                        warm_start=warm))
+        planner.starts, planner.plans = [], []
+        agent = Agent(model, planner, torch.Generator().manual_seed(0))
+        run_episodes(envs, [1, 2], agent)
+        run_episodes(envs, [3, 4], agent)
+        steps = len(planner.plans) // 2
+        assert planner.starts[0] is None and planner.starts[steps] is None  # a new episode starts cold
+        for i in list(range(1, steps)) + list(range(steps + 1, 2 * steps)):
+            if warm:
+                assert torch.equal(planner.starts[i][:-1], planner.plans[i - 1][1:])
+                assert torch.equal(planner.starts[i][-1], torch.zeros(2, 1))
+            else:
+                assert planner.starts[i] is None

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,56 @@ def test_sigkill_mid_write_keeps_the_previous_checkpoint(tmp_path):
     assert len(list(tmp_path.glob(TEMP_GLOB))) == 1  # the litter, named so it is never taken for real
     assert load_checkpoint(victim, "fp").iteration == 1
     assert latest_checkpoint(tmp_path, "fp").iteration == 1
+
+
+@contextmanager
+def file_size_limit(limit: int):
+    """A real failed write, as root too: past RLIMIT_FSIZE the kernel refuses (EFBIG; Python ignores
+    SIGXFSZ), just as a full disk refuses with ENOSPC."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_previous_one(tmp_path):
+    import numpy as np
+
+    from planet.replay import Episode, load_episode, save_episode
+
+    steps = 50
+    rng = np.random.default_rng(0)
+    episode = Episode(obs=rng.integers(0, 256, (steps + 1, 16, 16, 3), dtype=np.uint8),
+                      action=np.zeros((steps, 1), np.float32), reward=np.zeros(steps, np.float32),
+                      terminal=np.zeros(steps, bool), truncated=np.zeros(steps, bool))
+    path = tmp_path / "episode_000000.npz"
+    path.write_bytes(b"previous")
+    with file_size_limit(4096), pytest.raises(OSError) as caught:
+        save_episode(path, episode)
+    assert caught.value.filename == str(path) and "File too large" in caught.value.strerror
+    assert path.read_bytes() == b"previous" and list(tmp_path.glob(TEMP_GLOB)) == []
+    save_episode(path, episode)  # room again: the same call succeeds
+    assert load_episode(path).obs.shape == episode.obs.shape
+
+
+def test_a_file_where_the_output_folder_must_be_is_named(tmp_path):
+    (tmp_path / "checkpoints").write_text("not a folder")
+    with pytest.raises(OSError) as caught, atomic_write(tmp_path / "checkpoints" / "checkpoint_000001.pt") as f:
+        f.write(b"x")
+    assert caught.value.filename == str(tmp_path / "checkpoints" / "checkpoint_000001.pt")
+
+
+def test_a_stage_that_cannot_write_exits_with_one_line_naming_the_file(tmp_path):
+    from test_pipeline import make_project
+
+    project = make_project(tmp_path)
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.RLIM_INFINITY)); "
+    out = subprocess.run([sys.executable, "-c", limit + "from stages.seed import main; main()"], cwd=project,
+                         capture_output=True, text=True, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert errors == ["error: data/seed/episode_000000.npz: cannot write (File too large); "
+                      "any previous version is kept"]
+    assert list((project / "data/seed").glob("*")) == [] and list((project / "data/seed").glob(TEMP_GLOB)) == []

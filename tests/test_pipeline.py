@@ -38,8 +38,9 @@ def tiny_params(params: dict) -> dict:
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 300,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
@@ -117,7 +118,7 @@ def test_mlflow_run_holds_everything(project):
     mlrun = client.get_run(run_id)
     params = yaml.safe_load((project / "params.yaml").read_text())
     flat_count = sum(len(v) if isinstance(v, dict) else 1 for v in params.values())
-    assert len(mlrun.data.params) == flat_count and mlrun.data.params["train.lr"] == "0.0001"
+    assert len(mlrun.data.params) == flat_count and mlrun.data.params["train.lr"] == "0.001"
     assert {"git.commit", "git.dirty", "planet.input_digest", "planet.device", "torch.version"} <= set(mlrun.data.tags)
     for key in ("total", "recon", "reward", "kl", "overshoot", "collect_return", "grad_steps_per_s", "wall_time_s"):
         history = client.get_metric_history(run_id, key)
@@ -181,7 +182,7 @@ def test_mlflow_server_serves_the_runs(project):
 
 def test_queued_sweep_runs_and_logs_to_the_project_store(project):
     run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.0003"], project)
-    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.001"], project)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=0.0002"], project)
     run(["dvc", "queue", "start", "-j", "2"], project)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
@@ -191,8 +192,8 @@ def test_queued_sweep_runs_and_logs_to_the_project_store(project):
         time.sleep(3)
     assert status.count("Success") == 2, status
     table = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
-    assert "0.001" in json.dumps(table) and "return_mean" in json.dumps(table)
+    assert "0.0002" in json.dumps(table) and "return_mean" in json.dumps(table)
     client = mlflow_client(project)  # queued runs ran in .dvc/tmp/exps/ but logged here
     experiment = client.get_experiment_by_name("planet").experiment_id
     swept = {r.data.params["train.lr"] for r in client.search_runs([experiment]) if "dvc.exp_name" in r.data.tags}
-    assert swept == {"0.0003", "0.001"}
+    assert swept == {"0.0003", "0.0002"}

@@ -4,7 +4,7 @@ import torch
 
 from planet.config import PlannerConfig
 from planet.model import LatentState, WorldModel
-from planet.planner import Planner, refine
+from planet.planner import Planner, refine, shift_plan
 
 
 class ToyRSSM:
@@ -57,9 +57,10 @@ def test_batched_planning_equals_one_env_at_a_time(tiny_model_cfg):
     action_noise = torch.randn(3, 4, 2, 32, 1, generator=g)
     state_noise = torch.randn(3, 4, 2 * 32, 4, generator=g)
     with torch.no_grad():
-        both = refine(model, latent, action_noise, state_noise, 5)
+        init = torch.randn(4, 2, 1, generator=g).clamp(-1, 1)
+        both = refine(model, latent, action_noise, state_noise, 5, init)
         second = refine(model, LatentState(latent.belief[1:], latent.state[1:]), action_noise[:, :, 1:],
-                        state_noise[:, :, 32:], 5)
+                        state_noise[:, :, 32:], 5, init[:, 1:])
     assert torch.allclose(both[:, 1], second[:, 0], atol=1e-5)
 
 
@@ -72,3 +73,20 @@ def test_refinement_loop_compiles_with_fullgraph(tiny_model_cfg):
     a = compiled.plan(latent, torch.Generator().manual_seed(0))
     b = eager.plan(latent, torch.Generator().manual_seed(0))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_shift_plan_drops_the_executed_action_and_appends_zero():
+    plan = torch.arange(6.0).view(3, 2, 1)  # (T, E, A)
+    assert torch.equal(shift_plan(plan), torch.tensor([[[2.0], [3.0]], [[4.0], [5.0]], [[0.0], [0.0]]]))
+
+
+def test_the_search_starts_from_the_given_plan():
+    """top_k = candidates and one iteration: the refit mean is the mean of all (clipped) samples,
+    which sits near where the search started: zero, or the warm start."""
+    latent = LatentState(torch.zeros(1, 2), torch.zeros(1, 1))
+    planner = Planner(ToyModel(), PlannerConfig(candidates=4000, top_k=4000, horizon=3, iterations=1))
+    g = torch.Generator().manual_seed(0)
+    cold = planner.plan_sequence(latent, g)
+    warm = planner.plan_sequence(latent, g, torch.full((3, 1, 1), 0.6))
+    assert cold.abs().max() < 0.05
+    assert (warm > 0.35).all() and (warm < 0.6).all()  # clipping at 1 pulls the mean of N(0.6, 1) in

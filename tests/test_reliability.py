@@ -13,6 +13,8 @@ import pytest
 import yaml
 from test_pipeline import make_project, mlflow_client, ran_stages, run, tiny_params
 
+from planet.fileio import CRASH_ENV, TEMP_GLOB
+
 OUTPUTS = ["models/model.pt", "metrics/train.json", "metrics/eval.json", "runs/train.json", "plots/train.csv"]
 
 
@@ -138,7 +140,15 @@ def test_runs_are_deterministic_and_a_killed_train_resumes_to_the_same_result(tm
     for name in metrics:  # two fresh runs, byte for byte
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
-    kill_during_train(killed, "checkpoint_000002.pt")
+    # Killed three times: half-way through writing an episode, half-way through writing a checkpoint,
+    # and during the gradient steps after a checkpoint; each rerun resumes from the newest good one.
+    for half_written in ("data/replay/episode_000003.npz", "checkpoints/checkpoint_000003.pt"):
+        out = run(["dvc", "repro"], killed, check=False, extra_env={CRASH_ENV: half_written})
+        assert out.returncode != 0
+        folder, name = half_written.rsplit("/", 1)
+        assert not (killed / half_written).exists()
+        assert [p.name.startswith(f".{name}.") for p in (killed / folder).glob(TEMP_GLOB)] == [True]
+    kill_during_train(killed, "checkpoint_000003.pt")
     out = run(["dvc", "repro"], killed)
     for folder in ("checkpoints", "data/replay"):  # stale temp files from the kill are swept
         assert not list((killed / folder).glob(".*.tmp*"))
