@@ -22,6 +22,16 @@ from pathlib import Path
 from typing import IO
 
 TEMP_GLOB = ".*.tmp*"
+
+
+def _file_mode() -> int:
+    """What `open(path, "w")` would give: 0o666 less the umask (mkstemp alone gives 0o600)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
 CRASH_ENV = "PLANET_CRASH_WRITING"
 
 
@@ -45,6 +55,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp = Path(name)
         yield tmp
         _crash_if_asked(path, tmp)
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -38,6 +38,9 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     with atomic_write(target) as f:
         f.write(b"new")
     assert target.read_bytes() == b"new"
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # the umask's mode, not 0o600
 
 
 def test_sigkill_mid_write_keeps_the_previous_checkpoint(tmp_path):
