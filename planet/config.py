@@ -54,6 +54,10 @@ class ModelConfig:
     """Channels of the first conv; doubled per layer (32, 64, 128, 256)."""
     min_std: float = 0.1
     """Floor added to softplus(std) of prior and posterior."""
+    decoder_output: Literal["sigmoid", "linear"] = "sigmoid"
+    """The decoder's last activation. `sigmoid` (the seed) can saturate: once the logits of the
+    background grow large, no gradient reaches the pixels of small objects. `linear` (the paper's
+    official code: the mean of a unit Gaussian) cannot."""
 
 
 @dataclass(frozen=True)

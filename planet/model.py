@@ -69,12 +69,14 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(N, H+Z) -> (N, S, S, 3) in [0, 1]: the encoder mirrored with transposed convs, sigmoid out."""
+    """(N, H+Z) -> (N, S, S, 3), pixels in [0, 1]: the encoder mirrored with transposed convs, then
+    a sigmoid (the seed) or nothing (the paper), `cfg.decoder_output`."""
 
     def __init__(self, cfg: ModelConfig, image_size: int):
         super().__init__()
         d = cfg.cnn_depth
         self.side = conv_out_size(image_size)
+        self.squash = cfg.decoder_output == "sigmoid"
         self.fc = nn.Linear(cfg.belief_size + cfg.state_size, 8 * d * self.side**2)
         self.deconvs = nn.ModuleList([nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
                                       for c_in, c_out in [(8 * d, 4 * d), (4 * d, 2 * d), (2 * d, d), (d, 3)]])
@@ -84,7 +86,8 @@ class Decoder(nn.Module):
         hidden = hidden.contiguous(memory_format=torch.channels_last)
         for deconv in self.deconvs[:-1]:
             hidden = F.relu(deconv(hidden))
-        return torch.sigmoid(self.deconvs[-1](hidden)).permute(0, 2, 3, 1)  # (N, S, S, 3)
+        pixels = self.deconvs[-1](hidden)
+        return (torch.sigmoid(pixels) if self.squash else pixels).permute(0, 2, 3, 1)  # (N, S, S, 3)
 
 
 class RewardHead(nn.Module):

@@ -39,3 +39,16 @@ def test_split_posterior_layer_equals_the_concatenated_one(tiny_model_cfg):
     belief = rssm.gru(torch.cat([latent.state, action], -1), latent.belief)
     hidden = torch.relu(rssm.posterior_hidden(torch.cat([embed, belief], -1)))
     assert torch.allclose(posterior.mean, rssm.posterior_mean(hidden), atol=1e-6)
+
+
+def test_decoder_output_sigmoid_or_linear_same_parameters():
+    sigmoid = WorldModel(ModelConfig(), action_size=1, image_size=64)
+    linear = WorldModel(ModelConfig(decoder_output="linear"), action_size=1, image_size=64)
+    assert parameter_count(linear) == parameter_count(sigmoid)
+    linear.load_state_dict(sigmoid.state_dict())
+    features = torch.randn(4, 230) * 50  # large enough to saturate a sigmoid
+    with torch.no_grad():
+        squashed, raw = sigmoid.decoder(features), linear.decoder(features)
+    assert squashed.shape == raw.shape == (4, 64, 64, 3)
+    assert torch.allclose(squashed, torch.sigmoid(raw), atol=1e-6)
+    assert 0 <= squashed.min() and squashed.max() <= 1 and (raw.min() < 0 or raw.max() > 1)
