@@ -106,27 +106,37 @@ def main() -> None:
         row = {"iteration": iteration + 1, "env_steps": state["env_steps"], "episodes": state["episodes"], **losses,
                "collect_return": sum(e.total_reward for e in collected) / len(collected),
                "grad_steps_per_s": cfg.train.steps_per_iteration / train_seconds, "wall_time_s": state["elapsed"]}
-        state["rows"].append(row)
-        write_csv(CURVES, state["rows"])
-        tracking.log_metrics(client, run_id, {k: v for k, v in row.items() if k not in ("iteration",)},
-                             step=state["env_steps"])
-        bar.update(1)
-        bar.write(f"it {iteration + 1:4d} | steps {state['env_steps']:6d} | loss {losses['total']:9.2f} "
-                  f"(recon {losses['recon']:.2f} reward {losses['reward']:.3f} kl {losses['kl']:.2f}) | "
-                  f"return {row['collect_return']:8.1f} | {state['elapsed'] / 60:5.1f} min")
+        record_iteration(client, run_id, state, row, bar)
         done = iteration + 1
         if done % cfg.train.checkpoint_every == 0 or done == cfg.train.iterations:
             save_checkpoint(CHECKPOINT_DIR, trainer.checkpoint(done, fingerprint, {**state, "iteration": done}),
                             cfg.train.keep_checkpoints)
     bar.close()
-    write_csv(CURVES, state["rows"])  # also when resuming a finished run: DVC deleted it before this stage
+    for env in envs:
+        env.close()
+    finish_run(client, run_id, cfg.train.iterations,
+               Checkpoint(cfg.train.iterations, fingerprint, trainer.model.state_dict(), {}, {},
+                          {"run_id": run_id, "action_size": envs[0].action_size, "env_steps": state["env_steps"]}),
+               state)
 
-    # The final model: weights only (no optimizer or RNG state), for evaluate and dream.
-    write_checkpoint(MODEL_PATH, Checkpoint(cfg.train.iterations, fingerprint, trainer.model.state_dict(), {}, {},
-                                            {"run_id": run_id, "action_size": envs[0].action_size,
-                                             "env_steps": state["env_steps"]}))
+
+def record_iteration(client, run_id: str, state: dict, row: dict, bar: tqdm) -> None:
+    """One finished iteration -> the curves file, MLflow (step = env steps) and one console line."""
+    state["rows"].append(row)
+    write_csv(CURVES, state["rows"])
+    tracking.log_metrics(client, run_id, {k: v for k, v in row.items() if k != "iteration"}, step=row["env_steps"])
+    bar.update(1)
+    bar.write(f"it {row['iteration']:4d} | steps {row['env_steps']:6d} | loss {row['total']:9.2f} "
+              f"(recon {row['recon']:.2f} reward {row['reward']:.3f} kl {row['kl']:.2f}) | "
+              f"return {row['collect_return']:8.1f} | {row['wall_time_s'] / 60:5.1f} min")
+
+
+def finish_run(client, run_id: str, iterations: int, model: Checkpoint, state: dict) -> None:
+    """The stage's outputs: the final model (weights only, for evaluate and dream), curves, metrics."""
+    write_csv(CURVES, state["rows"])  # also when resuming a finished run: DVC deleted it before this stage
+    write_checkpoint(MODEL_PATH, model)
     last = state["rows"][-1] if state["rows"] else {}
-    write_json("metrics/train.json", {"iterations": cfg.train.iterations, "episodes": state["episodes"],
+    write_json("metrics/train.json", {"iterations": iterations, "episodes": state["episodes"],
                                       "env_steps": state["env_steps"],
                                       **{k: round(v, 6) for k, v in last.items()
                                          if k not in ("iteration", "env_steps", "episodes", "wall_time_s",
@@ -135,8 +145,6 @@ def main() -> None:
     client.log_artifact(run_id, "plots/train.png", "plots")
     client.log_artifact(run_id, str(PARAMS))
     client.set_terminated(run_id)
-    for env in envs:
-        env.close()
     print(f"train: done, {state['env_steps']} env steps, model in {MODEL_PATH}, MLflow run {run_id}")
 
 
