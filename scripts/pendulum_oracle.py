@@ -2,6 +2,7 @@
 
     python scripts/pendulum_oracle.py metrics/eval.json [--repeat 4] [--horizon 12] [--candidates 500]
         [--top-k 50] [--iterations 8] [--cold]
+    python scripts/pendulum_oracle.py --seed 1      # the 10 env seeds `evaluate` uses for `seed: 1`
 
 Same planner as `planet.planner` (actions in [-1, 1] of the torque range, std starting at 1, refit to
 the top k), but scoring with the real equations of motion and reward instead of a learned model.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -43,7 +46,8 @@ def plan(angle, speed, mean, args, rng):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("eval_json", help="a metrics/eval.json (its env_seeds are replayed)")
+    parser.add_argument("eval_json", nargs="?", help="a metrics/eval.json (its env_seeds are replayed)")
+    parser.add_argument("--seed", type=int, help="instead: the params' `seed`; replays evaluate's 10 env seeds")
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--horizon", type=int, default=12)
     parser.add_argument("--candidates", type=int, default=500)
@@ -51,8 +55,17 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--cold", action="store_true", help="start every plan from zero, as in the paper")
     args = parser.parse_args()
+    if (args.eval_json is None) == (args.seed is None):
+        parser.error("give either a metrics/eval.json or --seed")
+    if args.eval_json:
+        env_seeds = json.load(open(args.eval_json))["env_seeds"]
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for planet/ and stages/
+        from planet.envs import episode_seed
+        from stages.evaluate import EVAL_STREAM
+        env_seeds = [episode_seed(args.seed, i, EVAL_STREAM) for i in range(10)]
     returns = []
-    for seed in json.load(open(args.eval_json))["env_seeds"]:
+    for seed in env_seeds:
         env = gym.make("Pendulum-v1")
         env.reset(seed=seed)
         angle, speed = env.unwrapped.state
