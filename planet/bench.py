@@ -1,4 +1,4 @@
-"""Benchmark: `python -m planet.bench [--device cpu] [--precision bf16] [--repeats 5]`.
+"""Benchmark: `python -m planet.bench [--device cpu] [--precision bf16] [--repeats 5] [--no-compile]`.
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
 16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the CEM loop")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.compile the planner's rollout step, as runtime.compile does (default: on)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -141,8 +141,9 @@ class RuntimeConfig:
     """bf16 runs matmuls and convs under autocast; distributions and losses stay fp32."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default (one per core)."""
-    compile: bool = False
-    """torch.compile the CEM refinement loop (worth it on a GPU)."""
+    compile: bool = True
+    """torch.compile the planner's rollout step: seconds to compile on the first plan, then about 1.4x
+    faster plans on a CPU. false for debugging, or where torch.compile has no C++ compiler to call."""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def tiny_params(params: dict) -> dict:
     params["planner"].update(candidates=32, top_k=4, horizon=4, iterations=2)
     params["evaluate"]["episodes"] = 2
     params["dream"].update(episodes=2, context_frames=3, dream_steps=10)
-    params["runtime"].update(device="cpu", precision="fp32")
+    # Compiling costs seconds per stage process; test_planner covers the compiled planner.
+    params["runtime"].update(device="cpu", precision="fp32", compile=False)
     return params
 
 

@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from planet.config import PlannerConfig
@@ -65,14 +66,28 @@ def test_batched_planning_equals_one_env_at_a_time(tiny_model_cfg):
 
 
 def test_refinement_loop_compiles_with_fullgraph(tiny_model_cfg):
+    """The whole CEM loop is one graph (what CUDA graphs need); fullgraph=True raises on any graph
+    break, so getting an answer proves it."""
     model = WorldModel(tiny_model_cfg, 1, 16)
     latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
-    eager = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2))
-    compiled = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2), compile=True)
-    # fullgraph=True raises on any graph break, so getting an answer proves one graph.
-    a = compiled.plan(latent, torch.Generator().manual_seed(0))
-    b = eager.plan(latent, torch.Generator().manual_seed(0))
-    assert torch.allclose(a, b, atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    action_noise, state_noise = torch.randn(2, 3, 2, 8, 1, generator=g), torch.randn(2, 3, 16, 4, generator=g)
+    init = torch.zeros(3, 2, 1)
+    with torch.no_grad():
+        compiled = torch.compile(refine, fullgraph=True)(model, latent, action_noise, state_noise, 3, init)
+        eager = refine(model, latent, action_noise, state_noise, 3, init)
+    assert torch.allclose(compiled, eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_compiled_planner_plans_like_the_eager_one(tiny_model_cfg, precision):
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
+    cfg = PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2)
+    eager, compiled = Planner(model, cfg, precision), Planner(model, cfg, precision, compile=True)
+    a = compiled.plan_sequence(latent, torch.Generator().manual_seed(0))
+    b = eager.plan_sequence(latent, torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-5 if precision == "fp32" else 5e-2)
 
 
 def test_shift_plan_drops_the_executed_action_and_appends_zero():
