@@ -16,8 +16,11 @@ def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
     steps = [r["env_steps"] for r in rows]
     for ax, key in zip(axes.flat, keys):
-        ax.plot(steps, [r[key] for r in rows], marker="." if len(rows) < 30 else None)
+        values = [r[key] for r in rows]
+        ax.plot(steps, values, marker="." if len(rows) < 30 else None)
         ax.set_title(key)
+        if key != "collect_return" and min(values) > 0:
+            ax.set_yscale("log")  # losses fall by orders of magnitude; late progress stays visible
         ax.set_xlabel("env steps")
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=90)
