@@ -30,9 +30,13 @@ def sample_candidates(mean: Tensor, std: Tensor, noise: Tensor) -> Tensor:
 
 
 def imagine_reward(model: WorldModel, latent: LatentState, action: Tensor, noise: Tensor) -> tuple[LatentState, Tensor]:
-    """One open-loop prior step and the reward predicted there: latent (M, .), action (M, A) -> latent', (M,)."""
+    """One open-loop prior step and the reward predicted there: latent (M, .), action (M, A) -> latent', (M,).
+
+    Returns fp32 whatever the autocast: the latent it is given is fp32, so every step has the same
+    dtypes and a compiled step compiles once, not twice."""
     latent, _ = model.rssm.imagine_step(latent, action, noise)
-    return latent, model.reward(model.features(latent)).float()
+    reward = model.reward(model.features(latent))
+    return LatentState(latent.belief.float(), latent.state.float()), reward.float()
 
 
 Step = Callable[[WorldModel, LatentState, Tensor, Tensor], tuple[LatentState, Tensor]]
