@@ -30,13 +30,9 @@ def sample_candidates(mean: Tensor, std: Tensor, noise: Tensor) -> Tensor:
 
 
 def imagine_reward(model: WorldModel, latent: LatentState, action: Tensor, noise: Tensor) -> tuple[LatentState, Tensor]:
-    """One open-loop prior step and the reward predicted there: latent (M, .), action (M, A) -> latent', (M,).
-
-    Returns fp32 whatever the autocast: the latent it is given is fp32, so every step has the same
-    dtypes and a compiled step compiles once, not twice."""
+    """One open-loop prior step and the reward predicted there: latent (M, .), action (M, A) -> latent', (M,)."""
     latent, _ = model.rssm.imagine_step(latent, action, noise)
-    reward = model.reward(model.features(latent))
-    return LatentState(latent.belief.float(), latent.state.float()), reward.float()
+    return latent, model.reward(model.features(latent)).float()
 
 
 Step = Callable[[WorldModel, LatentState, Tensor, Tensor], tuple[LatentState, Tensor]]
@@ -109,6 +105,10 @@ class Planner:
                                    generator=generator, device=device)
         state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
                                   generator=generator, device=device)
+        if self.precision == "bf16":
+            # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
+            # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
+            latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             mean = self._refine(model, latent, action_noise, state_noise, cfg.top_k, init_mean)
         return mean.float()  # (T, E, A)
