@@ -19,6 +19,9 @@ from planet.config import ConfigError, EnvConfig
 # prints "XDG_RUNTIME_DIR is invalid". Dummy drivers render off-screen without the noise.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# SDL also catches SIGTERM (and SIGINT, where Python does not) and turns it into a quit event nobody
+# reads, so `kill` or a batch scheduler could not stop a run. Leave signals to Python.
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 
 
 class StepResult(NamedTuple):

@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,11 +43,16 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def entry_point(main: Callable[[], None]) -> Callable[[], None]:
     """Run a stage; user mistakes and environment faults exit non-zero with one line, no traceback."""
 
     @functools.wraps(main)
     def wrapper() -> None:
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a stage the way Ctrl-C does
         try:
             main()
         except (*USER_ERRORS, StageError) as err:

@@ -1,3 +1,4 @@
+import signal
 import subprocess
 import sys
 
@@ -64,6 +65,15 @@ def test_headless_rendering_prints_nothing():
             "e = PixelEnv(EnvConfig()); e.reset(seed=0); e.step(np.zeros(1)); e.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "" and out.stderr == ""
+
+
+def test_rendering_leaves_sigterm_to_python():
+    """SDL's own SIGTERM handler would swallow `kill`: the process must die of it, not sleep on."""
+    code = ("from planet.envs import PixelEnv; from planet.config import EnvConfig; import os, signal, time;"
+            "e = PixelEnv(EnvConfig()); e.reset(seed=0); os.kill(os.getpid(), signal.SIGTERM); time.sleep(5);"
+            "print('survived')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGTERM and "survived" not in out.stdout
 
 
 def test_center_crop_keeps_the_middle():

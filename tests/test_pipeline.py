@@ -4,6 +4,7 @@ The project is copied into a temp git repo; `dvc repro` runs every stage; then o
 changes and only evaluate may rerun; then a second `dvc repro` must do nothing."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -198,3 +199,31 @@ def test_queued_sweep_runs_and_logs_to_the_project_store(project):
     experiment = client.get_experiment_by_name("planet").experiment_id
     swept = {r.data.params["train.lr"] for r in client.search_runs([experiment]) if "dvc.exp_name" in r.data.tags}
     assert swept == {"0.0003", "0.0002"}
+
+
+def digests(project: Path, *patterns: str) -> dict[str, str]:
+    return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for pattern in patterns for p in sorted(project.glob(pattern))}
+
+
+def commit_all(project: Path, message: str) -> str:
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], project)
+    return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+
+
+def test_git_checkout_and_dvc_checkout_restore_a_runs_data_and_model(project):
+    """The README's promise: `git checkout <rev> && dvc checkout` brings back that run's episodes and model."""
+    outputs = ("models/model.pt", "data/replay/*.npz", "checkpoints/*.pt", "metrics/*.json")
+    first = commit_all(project, "first run")
+    before = digests(project, *outputs)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["lr"] = 0.0005
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(["dvc", "repro"], project).stdout) == ["check", "train", "evaluate", "dream"]
+    commit_all(project, "second run")
+    assert digests(project, "models/model.pt")["models/model.pt"] != before["models/model.pt"]
+    run(["git", "checkout", "-q", first], project)
+    run(["dvc", "checkout"], project)
+    assert digests(project, *outputs) == before
+    assert "changed" not in run(["dvc", "status"], project).stdout

@@ -177,3 +177,16 @@ def test_unusable_tracking_store_stops_train_before_any_work(done_project):
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "MLflow tracking store sqlite:///" in errors[0] and "cannot be used" in errors[0]
     assert {p.name: p.read_bytes() for p in (done_project / "checkpoints").iterdir()} == before
+
+
+def test_sigterm_stops_a_stage_like_ctrl_c():
+    """`kill` (or a scheduler's SIGTERM) mid-stage: one line, non-zero exit, after the env has rendered."""
+    code = ("from stages.common import entry_point; from planet.envs import PixelEnv; "
+            "from planet.config import EnvConfig; import os, signal, time\n"
+            "@entry_point\ndef main():\n    PixelEnv(EnvConfig()).reset(seed=0)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(5)\n    print('survived')\nmain()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 2 and "survived" not in out.stdout
+    assert out.stderr.strip().splitlines() == ["error: interrupted; the newest checkpoint is kept, rerun `dvc repro` "
+                                               "to resume"]
