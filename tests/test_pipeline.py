@@ -1,7 +1,8 @@
 """End to end on real DVC, a real git repo and a real MLflow SQLite store, with tiny params.
 
 The project is copied into a temp git repo; `dvc repro` runs every stage; then one evaluate param
-changes and only evaluate may rerun; then a second `dvc repro` must do nothing."""
+changes and only evaluate may rerun; then a second `dvc repro` must do nothing. Later: a queued
+sweep, the MLflow server, and `git checkout` + `dvc checkout` back to the first run after a second."""
 from __future__ import annotations
 
 import hashlib
