@@ -51,6 +51,12 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 300,
     return out
 
 
+def commit_all(project: Path, message: str) -> str:
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], project)
+    return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+
+
 def make_project(path: Path, edit=tiny_params) -> Path:
     for name in COPY:
         src = ROOT / name
@@ -62,8 +68,7 @@ def make_project(path: Path, edit=tiny_params) -> Path:
     params = yaml.safe_load((path / "params.yaml").read_text())
     (path / "params.yaml").write_text(yaml.safe_dump(edit(params), sort_keys=False))
     run(["git", "init", "-q"], path)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], path)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], path)
+    commit_all(path, "init")
     return path
 
 
@@ -205,12 +210,6 @@ def test_queued_sweep_runs_and_logs_to_the_project_store(project):
 def digests(project: Path, *patterns: str) -> dict[str, str]:
     return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest()
             for pattern in patterns for p in sorted(project.glob(pattern))}
-
-
-def commit_all(project: Path, message: str) -> str:
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], project)
-    return run(["git", "rev-parse", "HEAD"], project).stdout.strip()
 
 
 def test_git_checkout_and_dvc_checkout_restore_a_runs_data_and_model(project):
