@@ -58,7 +58,7 @@ def entry_point(main: Callable[[], None]) -> Callable[[], None]:
         except (*USER_ERRORS, StageError) as err:
             fail(f"{err}" if not isinstance(err, OSError) or not err.filename else f"{err.filename}: {err.strerror}")
         except KeyboardInterrupt:
-            fail("interrupted; the newest checkpoint is kept, rerun `dvc repro` to resume")
+            fail("interrupted; rerun `dvc repro` to continue (train resumes from its newest checkpoint)")
 
     return wrapper
 

@@ -72,7 +72,7 @@ def test_rendering_leaves_sigterm_to_python():
     code = ("from planet.envs import PixelEnv; from planet.config import EnvConfig; import os, signal, time;"
             "e = PixelEnv(EnvConfig()); e.reset(seed=0); os.kill(os.getpid(), signal.SIGTERM); time.sleep(5);"
             "print('survived')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert out.returncode == -signal.SIGTERM and "survived" not in out.stdout
 
 
