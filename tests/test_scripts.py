@@ -1,0 +1,51 @@
+"""The helper scripts behind the README's "Learning" section."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_oracles_dynamics_are_pendulums():
+    """The ceiling is only a ceiling if the oracle's equations are Pendulum-v1's own."""
+    oracle = load_script("pendulum_oracle")
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=3)
+    angle, speed = env.unwrapped.state
+    rng = np.random.default_rng(0)
+    for torque in rng.uniform(-2.5, 2.5, 60):  # beyond the bounds too: both clip
+        angle, speed, reward = oracle.step(angle, speed, torque)
+        _, env_reward, *_ = env.step(np.array([torque], dtype=np.float32))
+        assert np.allclose([angle, speed], env.unwrapped.state, atol=1e-5)
+        assert np.isclose(reward, env_reward, atol=1e-4)
+
+
+def test_compare_runs_plots_and_tabulates_the_committed_results(tmp_path):
+    runs = [ROOT / "results" / "v2-seed0", ROOT / "results" / "v2-seed1"]
+    out = subprocess.run([sys.executable, "scripts/compare_runs.py", *map(str, runs), "-o", str(tmp_path / "c.png")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = out.stdout.splitlines()[2:]
+    for run, row in zip(runs, rows):
+        evaluation = json.loads((run / "eval.json").read_text())
+        assert row.startswith(f"| {run.name} |") and f"{evaluation['return_mean']:.1f} +- " in row
+
+
+def test_compare_runs_names_a_folder_that_is_not_a_run(tmp_path):
+    out = subprocess.run([sys.executable, "scripts/compare_runs.py", str(tmp_path), "-o", str(tmp_path / "c.png")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode != 0 and not (tmp_path / "c.png").exists()
+    assert out.stderr.strip() == f"error: {tmp_path}: missing train.csv, eval.json, params.yaml"
