@@ -35,11 +35,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="result folders")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args()
-    runs = {folder.name: load_run(folder) for folder in args.runs}
+    runs = [(folder.name, *load_run(folder)) for folder in args.runs]  # a list: two folders may share a name
 
     fig, (ax_return, ax_recon, ax_reward) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     print("| run | seed | env steps | eval return (10 ep.) | train time |\n|---|---|---|---|---|")
-    for name, (curve, evaluation, params) in runs.items():
+    for name, curve, evaluation, params in runs:
         line, = ax_return.plot(curve.env_steps, curve.collect_return, lw=0.6, alpha=0.5)
         ax_return.plot(curve.env_steps, curve.collect_return.rolling(5, min_periods=1).mean(),
                        color=line.get_color(), lw=2, label=f"{name}: eval {evaluation['return_mean']:.1f}")
