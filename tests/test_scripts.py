@@ -39,6 +39,7 @@ def test_compare_runs_plots_and_tabulates_the_committed_results(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = out.stdout.splitlines()[2:]
+    assert len(rows) == len(runs), out.stdout  # zip below would pass over a missing row
     for run, row in zip(runs, rows):
         evaluation = json.loads((run / "eval.json").read_text())
         assert row.startswith(f"| {run.name} |") and f"{evaluation['return_mean']:.1f} +- " in row
