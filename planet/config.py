@@ -113,6 +113,10 @@ class PlannerConfig:
     warm_start: bool = False
     """Start each plan from the previous step's refit mean shifted by one step (zero appended)
     instead of from zero; the std still starts at 1. Off in the paper and the seed."""
+    sample_states: bool = True
+    """Roll candidates out through samples of the prior's stochastic state (the paper, the seed);
+    false rolls them through its mean. One sample per candidate lets top-k pick the sequences
+    whose noise was lucky; the mean scores every candidate on the same expected dynamics."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 For E beliefs at once: sample N action sequences of length T per belief from N(mean, std), clip to
 [-1, 1], roll them out with the prior, score each by its summed predicted reward, refit mean and std
 to the top K, repeat I times, and return the first action of the final mean. The mean starts at zero
-(the paper) or, with warm start, at the previous plan shifted by one step (`shift_plan`).
+(the paper) or, with warm start, at the previous plan shifted by one step (`shift_plan`). The rollout
+samples the prior's stochastic state (the paper) or, with `sample_states` off, follows its mean.
 
 All randomness is drawn up front from an explicit generator and handed in as tensors, so
 `refine` is a pure function of tensors: it compiles with `torch.compile(fullgraph=True)` (which is
@@ -103,8 +104,11 @@ class Planner:
             init_mean = torch.zeros(cfg.horizon, envs, model.action_size, device=device)
         action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),
                                    generator=generator, device=device)
-        state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
-                                  generator=generator, device=device)
+        state_shape = (cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size)
+        if cfg.sample_states:
+            state_noise = torch.randn(state_shape, generator=generator, device=device)
+        else:  # the prior's mean: a state = mean + std * 0
+            state_noise = torch.zeros(state_shape, device=device)
         if self.precision == "bf16":
             # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.

@@ -108,3 +108,42 @@ def test_the_search_starts_from_the_given_plan():
     warm = planner.plan_sequence(latent, g, torch.full((3, 1, 1), 0.6))
     assert cold.abs().max() < 0.05
     assert (warm > 0.35).all() and (warm < 0.6).all()  # clipping at 1 pulls the mean of N(0.6, 1) in
+
+
+class NoisyToyRSSM:
+    """As ToyRSSM, plus a zero-mean stochastic state whose spread grows with |action|."""
+
+    def imagine_step(self, latent, action, noise):
+        belief = torch.cat([action, latent.belief[:, 1:2]], dim=-1)
+        return LatentState(belief, 3 * action.abs() * noise), None
+
+
+class NoisyToyModel(ToyModel):
+    """Reward -(action - target)^2 + state: its expectation still peaks at the target."""
+
+    def __init__(self):
+        super().__init__()
+        self.rssm = NoisyToyRSSM()
+
+    @staticmethod
+    def features(latent):
+        return torch.cat([latent.belief, latent.state], -1)
+
+    @staticmethod
+    def reward(features):
+        return -(features[..., 0] - features[..., 1]) ** 2 + features[..., 2]
+
+
+@pytest.mark.parametrize("sample_states", [True, False])
+def test_planning_through_the_prior_mean_is_not_fooled_by_lucky_samples(sample_states):
+    """One state sample per candidate lets the elites be the luckiest draws, which here favour
+    large actions; planning through the mean finds the expected optimum, the target."""
+    targets = torch.tensor([[0.2], [-0.3]])
+    latent = LatentState(torch.cat([torch.zeros(2, 1), targets], -1), torch.zeros(2, 1))
+    cfg = PlannerConfig(candidates=500, top_k=50, horizon=4, iterations=8, sample_states=sample_states)
+    action = Planner(NoisyToyModel(), cfg).plan(latent, torch.Generator().manual_seed(0))
+    error = (action - targets).abs().max().item()
+    if sample_states:
+        assert error > 0.3, action
+    else:
+        assert error < 0.03, action
