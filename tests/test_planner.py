@@ -110,12 +110,12 @@ def test_the_search_starts_from_the_given_plan():
     assert (warm > 0.35).all() and (warm < 0.6).all()  # clipping at 1 pulls the mean of N(0.6, 1) in
 
 
-class NoisyToyRSSM:
+class NoisyToyRSSM(ToyRSSM):
     """As ToyRSSM, plus a zero-mean stochastic state whose spread grows with |action|."""
 
     def imagine_step(self, latent, action, noise):
-        belief = torch.cat([action, latent.belief[:, 1:2]], dim=-1)
-        return LatentState(belief, 3 * action.abs() * noise), None
+        latent, _ = super().imagine_step(latent, action, noise)
+        return LatentState(latent.belief, 3 * action.abs() * noise), None
 
 
 class NoisyToyModel(ToyModel):
