@@ -51,3 +51,13 @@ def dream(model: WorldModel, episode: Episode, context: int, steps: int, generat
     to_uint8 = (imagined * 255).round().clamp(0, 255).to(torch.uint8)
     return Dream(episode.obs[1 : total + 1], to_uint8.cpu().numpy(), mse.cpu().numpy(),
                  episode.reward[:total].copy(), reward_pred.cpu().numpy())
+
+
+def return_error(result: Dream, context: int, horizon: int) -> float | None:
+    """Predicted minus true return over the first `horizon` open-loop steps of a dream: what a plan
+    of that length is scored with, against what it earned. Positive = the model is optimistic.
+    None when the dream is shorter than `horizon`."""
+    if context + horizon > len(result.reward_pred):
+        return None
+    window = slice(context, context + horizon)
+    return float(result.reward_pred[window].sum() - result.reward_true[window].sum())

@@ -1,6 +1,9 @@
 """Stage `dream`: for `dream.episodes` replay episodes, filter `context_frames` real frames, then
 roll the prior open-loop for `dream_steps` with the recorded actions. Writes side-by-side videos
-(green: context, red: dream), the error-versus-horizon curve and predicted versus true reward."""
+(green: context, red: dream), the error-versus-horizon curve and predicted versus true reward, and
+metrics: pixel error `mse_h{h}` at open-loop step h and `return_error_h{h}`, the predicted minus the
+true return over the first h open-loop steps (positive: the model promises more than the actions earn;
+the planner scores its plans with exactly such open-loop returns)."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from planet.dream import dream
+from planet.dream import dream, return_error
 from planet.replay import episode_paths, load_episode
 from planet.video import dream_panel, write_gif, write_mp4
 from stages import tracking
@@ -40,6 +43,7 @@ def main() -> None:
     generator = torch.Generator(device).manual_seed(cfg.seed + 2)
     shutil.rmtree(OUT, ignore_errors=True)
     error_rows, reward_rows, errors, rewards = [], [], [], []
+    return_errors: dict[int, list[float]] = {h: [] for h in HORIZONS}
     for i, path in enumerate(chosen):
         result = dream(model, load_episode(path), cfg.dream.context_frames, cfg.dream.dream_steps, generator,
                        cfg.train.bit_depth)
@@ -48,6 +52,10 @@ def main() -> None:
         write_gif(OUT / f"gifs/dream_{i}.gif", panel, cfg.dream.fps)
         errors.append(result.mse.tolist())
         rewards.append((result.reward_true.tolist(), result.reward_pred.tolist()))
+        for h in HORIZONS:
+            error = return_error(result, cfg.dream.context_frames, h)
+            if error is not None:
+                return_errors[h].append(error)
         for t, (mse, true, pred) in enumerate(zip(result.mse, result.reward_true, result.reward_pred)):
             horizon = t + 1 - cfg.dream.context_frames  # <= 0: a context frame
             error_rows.append({"episode": i, "step": t + 1, "horizon": horizon, "mse": float(mse)})
@@ -61,6 +69,8 @@ def main() -> None:
         values = [r["mse"] for r in error_rows if r["horizon"] == h]
         if values:
             metrics[f"mse_h{h}"] = round(float(np.mean(values)), 6)
+        if return_errors[h]:
+            metrics[f"return_error_h{h}"] = round(float(np.mean(return_errors[h])), 3)
     write_json("metrics/dream.json", metrics)
 
     run_id = tracking.run_for_stage(client, experiment_id, cfg, "dream")

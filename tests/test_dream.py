@@ -1,7 +1,8 @@
+import numpy as np
 import torch
 from test_replay import make_episode
 
-from planet.dream import dream
+from planet.dream import Dream, dream, return_error
 from planet.model import WorldModel
 
 
@@ -15,3 +16,18 @@ def test_dream_shapes_and_clipping(tiny_model_cfg):
     assert (result.real == episode.obs[1:9]).all() and (result.reward_true == episode.reward[:8]).all()
     longer = dream(model, episode, context=3, steps=50, generator=torch.Generator().manual_seed(0))
     assert len(longer.mse) == 12  # clipped to the episode
+
+
+def test_return_error_sums_only_the_open_loop_window():
+    n = 10
+    true = np.arange(n, dtype=np.float32)
+    pred = true.copy()
+    pred[:3] += 100.0  # context steps (filtered, not dreamed) must not count
+    pred[3:5] += [2.0, 0.5]  # the first two dream steps: +2.5 in total
+    frames = np.zeros((n, 4, 4, 3), np.uint8)
+    result = Dream(frames, frames, np.zeros(n), true, pred)
+    assert return_error(result, context=3, horizon=2) == 2.5
+    assert return_error(result, context=3, horizon=7) == 2.5
+    assert return_error(result, context=3, horizon=8) is None  # past the end of the dream
+    pessimistic = Dream(frames, frames, np.zeros(n), true, true - 1.0)
+    assert return_error(pessimistic, context=0, horizon=4) == -4.0

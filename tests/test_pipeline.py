@@ -100,7 +100,8 @@ def test_every_output_is_there(project):
     assert train["iterations"] == ITERATIONS and train["env_steps"] == 200 * (2 + ITERATIONS)
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     assert len(evaluation["returns"]) == 2 and {"return_mean", "return_std"} <= set(evaluation)
-    assert set(json.loads((project / "metrics/dream.json").read_text())) == {"mse_h1", "mse_h5", "mse_h10"}
+    assert set(json.loads((project / "metrics/dream.json").read_text())) == {
+        "mse_h1", "mse_h5", "mse_h10", "return_error_h1", "return_error_h5", "return_error_h10"}
     curves = (project / "plots/train.csv").read_text().splitlines()
     assert len(curves) == 1 + ITERATIONS and "collect_return" in curves[0] and "wall_time_s" in curves[0]
     frames = [f for f in iio.imiter(project / "videos/eval.mp4")]
