@@ -90,6 +90,8 @@ class TrainConfig:
     """Weight of the latent-overshooting KL (seed: 0.1; 0 turns it off)."""
     overshoot_depth: int = 5
     """Overshooting distance D."""
+    overshoot_reward_scale: float = 0.0
+    """Weight of the reward error on the overshooting (d-step prior) states (seed: none, 0 turns it off)."""
     reward_scale: float = 1.0
     """Weight of the reward MSE (official code: 10)."""
     bit_depth: int = 8
@@ -210,7 +212,8 @@ class Config:
 
 # Checks on single fields that the type alone does not say.
 _NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay", "train.exploration_noise",
-                 "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth"}
+                 "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth",
+                 "train.overshoot_reward_scale"}
 
 
 def _check_value(key: str, hint: Any, value: Any) -> Any:
