@@ -69,6 +69,9 @@ def test_vectorised_overshooting_equals_the_loop(tiny_model_cfg):
     model.zero_grad()
     overshooting(model, observed, batch.action, batch.reward, 3, noise[:3]).reward.backward(retain_graph=True)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.reward.parameters())
+    model.zero_grad()
+    overshooting(model, observed, batch.action, batch.reward, 3, noise[:3]).kl.backward(retain_graph=True)
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.reward.parameters())
 
 
 def test_terms_and_free_nats(tiny_model_cfg):
