@@ -15,7 +15,7 @@ $(BIN)/dvc: requirements.txt requirements.lock
 repro: $(BIN)/dvc  ## run the whole pipeline with params.yaml
 	dvc repro
 
-quick: $(BIN)/dvc  ## a ~15 minute CPU profile: a short run of the same pipeline, as a DVC experiment
+quick: $(BIN)/dvc  ## a smoke run of the same pipeline (about 7 min on 2 CPU cores), as a DVC experiment
 	dvc exp run --name quick-$$(date +%H%M%S) $$(cat profiles/quick.args)
 
 seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (profiles/seed.args)
