@@ -125,6 +125,8 @@ class PlannerConfig:
 class EvaluateConfig:
     episodes: int = 5
     """Evaluation episodes, run side by side, each with its own fixed env seed."""
+    horizon: int = 0
+    """Planning horizon when evaluating; 0 plans as far ahead as collection does (`planner.horizon`)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,12 @@ class Config:
         if self.train.seq_len < 2:
             raise ConfigError("train.seq_len: must be at least 2")
 
+    def evaluation_planner(self) -> PlannerConfig:
+        """The planner the evaluate stage uses: `planner`, with `evaluate.horizon` when that is set."""
+        if not self.evaluate.horizon:
+            return self.planner
+        return dataclasses.replace(self.planner, horizon=self.evaluate.horizon)
+
     def section(self, name: str) -> dict[str, Any]:
         return dataclasses.asdict(getattr(self, name))
 
@@ -213,7 +221,7 @@ class Config:
 # Checks on single fields that the type alone does not say.
 _NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay", "train.exploration_noise",
                  "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth",
-                 "train.overshoot_reward_scale"}
+                 "train.overshoot_reward_scale", "evaluate.horizon"}
 
 
 def _check_value(key: str, hint: Any, value: Any) -> Any:

@@ -1,5 +1,6 @@
 """Stage `evaluate`: `evaluate.episodes` planner episodes without exploration noise, side by side,
-each with its own fixed env seed; writes metrics/eval.json and a video of the first episode."""
+each with its own fixed env seed, planning `evaluate.horizon` steps ahead (0: `planner.horizon`);
+writes metrics/eval.json and a video of the first episode."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,8 @@ def main() -> None:
     client, experiment_id = tracking.connect(cfg)
     model, trained = load_model(cfg, device)
     envs = [PixelEnv(cfg.env) for _ in range(cfg.evaluate.episodes)]
-    agent = Agent(model, Planner(model, cfg.planner, cfg.runtime.precision, cfg.runtime.compile),
+    planner = cfg.evaluation_planner()
+    agent = Agent(model, Planner(model, planner, cfg.runtime.precision, cfg.runtime.compile),
                   torch.Generator(device).manual_seed(cfg.seed + 1), cfg.train.bit_depth)
     seeds = [episode_seed(cfg.seed, i, EVAL_STREAM) for i in range(cfg.evaluate.episodes)]
     with tqdm(total=envs[0].max_steps, desc=f"evaluate ({len(envs)} episodes side by side)", unit="step") as bar:
@@ -44,7 +46,7 @@ def main() -> None:
     client.log_artifact(run_id, "videos/eval.mp4", "evaluate")
     client.log_artifact(run_id, "plots/eval.gif", "evaluate")
     print(f"evaluate: return {metrics['return_mean']:.1f} +- {metrics['return_std']:.1f} over {len(returns)} "
-          f"episodes (MLflow run {run_id})")
+          f"episodes, planning {planner.horizon} steps ahead (MLflow run {run_id})")
     for env in envs:
         env.close()
 

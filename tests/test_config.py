@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from planet.config import Config, ConfigError, load_config
+from planet.config import Config, ConfigError, PlannerConfig, load_config
 
 SECTIONS = {"env": {}, "data": {}, "model": {}, "train": {}, "planner": {}, "evaluate": {}, "dream": {},
             "runtime": {}, "mlflow": {}}
@@ -64,3 +64,13 @@ def test_flat_and_fingerprint():
     assert flat["train.lr"] == 3e-4 and flat["seed"] == 0 and flat["planner.top_k"] == 100
     assert cfg.fingerprint("train") != Config().fingerprint("train")
     assert cfg.fingerprint("evaluate") == Config().fingerprint("evaluate")
+
+
+def test_evaluation_planner_takes_evaluate_horizon():
+    collect_only = load_config(params(planner__horizon=12))
+    assert collect_only.evaluation_planner() == collect_only.planner  # 0: plan as far as collection
+    cfg = load_config(params(planner__horizon=12, evaluate__horizon=6, planner__candidates=500))
+    assert cfg.planner.horizon == 12
+    assert cfg.evaluation_planner() == PlannerConfig(**{**cfg.section("planner"), "horizon": 6})
+    with pytest.raises(ConfigError, match="evaluate.horizon: must be a non-negative integer"):
+        load_config(params(evaluate__horizon=-1))
