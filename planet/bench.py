@@ -1,4 +1,4 @@
-"""Benchmark: `python -m planet.bench [--device cpu] [--precision bf16] [--repeats 5] [--no-compile]`.
+"""Benchmark: `python -m planet.bench [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile]`.
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
 16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from planet.config import ModelConfig, PlannerConfig, TrainConfig
-from planet.device import resolve_device
+from planet.device import resolve_device, resolve_precision
 from planet.loss import TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel, parameter_count
 from planet.planner import Planner
@@ -41,7 +41,8 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="auto: as runtime.precision auto resolves on this machine (default)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
     generator = torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
 
@@ -62,16 +64,16 @@ def main(argv: list[str] | None = None) -> None:
         action=torch.rand(steps, batch_size, 1, device=device) * 2 - 1,
         reward=torch.randn(steps, batch_size, device=device),
     )
-    train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, args.precision),
+    train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, precision),
                          device, args.repeats)
 
-    planner = Planner(model, PlannerConfig(), precision=args.precision, compile=args.compile)
+    planner = Planner(model, PlannerConfig(), precision=precision, compile=args.compile)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
     print(json.dumps({
         "implementation": "planet",
         "device": str(device),
-        "precision": args.precision,
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "compile": args.compile,
         "parameters": parameter_count(model),

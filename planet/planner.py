@@ -84,6 +84,8 @@ class Planner:
     def __init__(self, model: WorldModel, cfg: PlannerConfig, precision: str = "fp32", compile: bool = False):
         self.model = model
         self.cfg = cfg
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16 (resolve auto first), got {precision!r}")
         self.precision = precision
         self._refine: Callable[..., Tensor] = refine
         if compile:

@@ -1,6 +1,7 @@
 """What every stage shares: params loading, the clean-error entry point, paths, hashes, atomic writes."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -16,7 +17,7 @@ import yaml
 
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
-from planet.device import resolve_device
+from planet.device import resolve_device, resolve_precision
 from planet.envs import PixelEnv
 from planet.fileio import atomic_write
 from planet.replay import EpisodeError
@@ -105,6 +106,15 @@ def setup_torch(cfg: Config) -> torch.device:
         torch.set_num_threads(cfg.runtime.threads)
     torch.manual_seed(cfg.seed)
     return resolve_device(cfg.runtime.device)
+
+
+def machine_config(cfg: Config, device: torch.device) -> Config:
+    """`cfg` with `runtime.precision: auto` resolved for this machine (what the stage computes with;
+    fingerprints and MLflow params keep what params.yaml says)."""
+    precision = resolve_precision(cfg.runtime.precision, device)
+    if cfg.runtime.precision == "auto":
+        print(f"runtime.precision: auto -> {precision} on this {device.type}")
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=precision))
 
 
 def file_digest(paths: list[Path]) -> str:

@@ -12,7 +12,7 @@ from planet.envs import PixelEnv, episode_seed
 from planet.planner import Planner
 from planet.video import upscale, write_gif, write_mp4
 from stages import tracking
-from stages.common import entry_point, load_model, load_params, setup_torch, write_json
+from stages.common import entry_point, load_model, load_params, machine_config, setup_torch, write_json
 
 EVAL_STREAM = 1  # env seeds disjoint from training episodes'
 
@@ -25,7 +25,8 @@ def main() -> None:
     model, trained = load_model(cfg, device)
     envs = [PixelEnv(cfg.env) for _ in range(cfg.evaluate.episodes)]
     planner = cfg.evaluation_planner()
-    agent = Agent(model, Planner(model, planner, cfg.runtime.precision, cfg.runtime.compile),
+    precision = machine_config(cfg, device).runtime.precision
+    agent = Agent(model, Planner(model, planner, precision, cfg.runtime.compile),
                   torch.Generator(device).manual_seed(cfg.seed + 1), cfg.train.bit_depth)
     seeds = [episode_seed(cfg.seed, i, EVAL_STREAM) for i in range(cfg.evaluate.episodes)]
     with tqdm(total=envs[0].max_steps, desc=f"evaluate ({len(envs)} episodes side by side)", unit="step") as bar:

@@ -28,6 +28,7 @@ from stages.common import (
     entry_point,
     file_digest,
     load_params,
+    machine_config,
     setup_torch,
     write_csv,
     write_json,
@@ -74,7 +75,7 @@ def main() -> None:
     fingerprint = hashlib.sha256(digest.encode()).hexdigest()[:16]
 
     envs = [PixelEnv(cfg.env) for _ in range(cfg.train.collect_episodes)]
-    trainer = Trainer(cfg, envs[0].action_size, device)
+    trainer = Trainer(machine_config(cfg, device), envs[0].action_size, device)
     ckpt = latest_checkpoint(CHECKPOINT_DIR, fingerprint, warn=lambda msg: print(f"train: {msg}"))
     episodes = prepare_replay(ckpt)
     limit = envs[0].env.spec.max_episode_steps if envs[0].env.spec else None
@@ -84,7 +85,7 @@ def main() -> None:
         trainer.restore(ckpt)
         state.update(ckpt.extra, iteration=ckpt.iteration)
         print(f"train: resuming after iteration {ckpt.iteration} ({state['episodes']} episodes)")
-    run_id = tracking.start_train_run(client, experiment_id, cfg, tracking.run_tags(cfg, device, fingerprint),
+    run_id = tracking.start_train_run(client, experiment_id, cfg, tracking.run_tags(trainer.cfg, device, fingerprint),
                                       state["run_id"])
     state["run_id"] = run_id
     write_json(TRAIN_RUN, {"run_id": run_id, "experiment_id": experiment_id})

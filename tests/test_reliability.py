@@ -63,7 +63,7 @@ BAD = [
     (lambda p: set_key(p, "env.id", "NoSuchEnv-v0"), "env.id: cannot make 'NoSuchEnv-v0'"),
     (lambda p: set_key(p, "env.id", "CartPole-v1"), "env.id: CartPole-v1 has a Discrete action space"),
     (lambda p: set_key(p, "runtime.device", "cuda"), "runtime.device: cuda was asked for but torch sees no CUDA"),
-    (lambda p: set_key(p, "runtime.precision", "fp16"), "runtime.precision: must be one of fp32, bf16"),
+    (lambda p: set_key(p, "runtime.precision", "fp16"), "runtime.precision: must be one of auto, fp32, bf16"),
     (lambda p: set_key(p, "evaluate.episodes", 0), "evaluate.episodes: must be a positive integer"),
     (lambda p: set_key(p, "dream.context_frames", 2.5), "dream.context_frames: must be an integer, got 2.5"),
     (lambda p: set_key(p, "seed", -1), "seed: must be a non-negative integer, got -1"),
