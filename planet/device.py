@@ -39,8 +39,8 @@ def matmul_seconds(dtype: torch.dtype, repeats: int = 5) -> float:
 def resolve_precision(precision: str, device: torch.device,
                       probe: Callable[[torch.dtype], float] = matmul_seconds) -> str:
     """fp32 or bf16. auto: bf16 on CUDA where supported; on a CPU, the faster of the two by `probe`
-    (bf16 needs a `BF16_MIN_SPEEDUP` lead), because CPUs differ: bf16 matmuls run about twice as fast
-    as fp32 on AMD Zen 4 and about 1.4x slower on a Xeon that has avx512_bf16 but no AMX."""
+    (bf16 needs a `BF16_MIN_SPEEDUP` lead), because CPUs differ: bf16 was the faster on this project's
+    AMD EPYC, and its matmuls are 1.7x slower than fp32 on a Xeon that has avx512_bf16 but no AMX."""
     if precision in ("fp32", "bf16"):
         return precision
     if precision != "auto":
