@@ -25,8 +25,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def matmul_seconds(dtype: torch.dtype, repeats: int = 5) -> float:
-    """Median time of one CPU matmul the size of a batched plan step (4000 x 400 @ 400 x 400)."""
-    a, b = torch.randn(4000, 400, dtype=dtype), torch.randn(400, 400, dtype=dtype)
+    """Median time of one CPU matmul the size of a batched plan step (4000 x 400 @ 400 x 400).
+    Draws from its own generator: probing must not move the global RNG that initialises the model."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 400, generator=generator).to(dtype)
+    b = torch.randn(400, 400, generator=generator).to(dtype)
     times = []
     for i in range(repeats + 2):  # two warm-up calls
         start = time.perf_counter()

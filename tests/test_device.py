@@ -31,8 +31,11 @@ def test_auto_on_cpu_picks_by_the_probe(fp32_s, bf16_s, expected):
     assert resolve_precision("auto", CPU, probe_with(fp32_s, bf16_s)) == expected
 
 
-def test_auto_with_the_real_probe_gives_a_usable_precision():
+def test_auto_with_the_real_probe_gives_a_usable_precision_and_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
     assert resolve_precision("auto", CPU) in ("fp32", "bf16")
+    assert torch.equal(torch.get_rng_state(), before)  # else auto and fp32 would initialise models differently
 
 
 def test_unknown_names_are_config_errors():
