@@ -110,8 +110,8 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, map_location: st
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a PlaNet checkpoint (format {FORMAT} expected)")
     if fingerprint is not None and payload["fingerprint"] != fingerprint:
-        raise CheckpointError(f"{path}: made under a different config (fingerprint {payload['fingerprint']}, "
-                              f"this run {fingerprint})")
+        raise CheckpointError(f"{path}: made under other params, code or data (fingerprint "
+                              f"{payload['fingerprint']}, this run {fingerprint})")
     return Checkpoint(payload["iteration"], payload["fingerprint"], payload["model"], payload["optimizer"],
                       payload["rng"], payload["extra"])
 

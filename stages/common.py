@@ -1,6 +1,7 @@
 """What every stage shares: params loading, the clean-error entry point, paths, hashes, atomic writes."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -29,6 +30,7 @@ REPLAY_DIR = Path("data/replay")
 CHECKPOINT_DIR = Path("checkpoints")
 MODEL_PATH = Path("models/model.pt")
 TRAIN_RUN = Path("runs/train.json")
+ENGINE_DIR = Path(__file__).resolve().parent.parent / "planet"
 # Parts of the params that shape the trained model: a checkpoint is only resumed when they match.
 TRAIN_SECTIONS = ("seed", "env", "data", "model", "train", "planner", "runtime")
 
@@ -125,9 +127,24 @@ def file_digest(paths: list[Path]) -> str:
     return digest.hexdigest()[:12]
 
 
-def code_digest() -> str:
-    """Hash of the engine's source: a checkpoint from other code is never resumed."""
-    return file_digest(list(Path(__file__).resolve().parent.parent.joinpath("planet").glob("*.py")))
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_digest(folder: Path = ENGINE_DIR) -> str:
+    """Hash of the engine's code: a checkpoint from other code is never resumed. It hashes each
+    module's syntax tree without docstrings, so edits to comments, docstrings or layout keep a run."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(ast.dump(tree).encode()).digest())
+    return digest.hexdigest()[:12]
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -9,7 +9,7 @@ import time
 
 from tqdm import tqdm
 
-from planet.checkpoint import Checkpoint, latest_checkpoint, save_checkpoint, write_checkpoint
+from planet.checkpoint import Checkpoint, latest_checkpoint, list_checkpoints, save_checkpoint, write_checkpoint
 from planet.envs import PixelEnv, episode_seed
 from planet.fileio import TEMP_GLOB
 from planet.replay import SequenceSampler, episode_path, episode_paths, load_episodes, save_episode
@@ -49,6 +49,9 @@ def prepare_replay(ckpt: Checkpoint | None) -> int:
         for stale in folder.glob(TEMP_GLOB):
             stale.unlink()
     if ckpt is None:
+        if list_checkpoints(CHECKPOINT_DIR):
+            print(f"train: starting over: no checkpoint in {CHECKPOINT_DIR}/ matches these params, engine code "
+                  f"and seed data; removing it and {REPLAY_DIR}/")
         shutil.rmtree(REPLAY_DIR, ignore_errors=True)
         shutil.rmtree(CHECKPOINT_DIR, ignore_errors=True)
         for index, path in enumerate(episode_paths(SEED_DIR)):
