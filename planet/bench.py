@@ -1,4 +1,6 @@
-"""Benchmark: `python -m planet.bench [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile]`.
+"""Benchmark: time one train step and one CEM plan with the seed's sizes (`python -m planet.bench`).
+
+Flags: [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile] [--no-keep-freed-memory].
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
 16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
@@ -15,7 +17,7 @@ from collections.abc import Callable
 import torch
 
 from planet.config import ModelConfig, PlannerConfig, TrainConfig
-from planet.device import resolve_device, resolve_precision
+from planet.device import keep_freed_memory, resolve_device, resolve_precision
 from planet.loss import TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel, parameter_count
 from planet.planner import Planner
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the planner's rollout step, as runtime.compile does (default: on)")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep freed memory in glibc's heap, as the pipeline's stages do (default: on)")
     args = parser.parse_args(argv)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         "precision": precision,
         "threads": torch.get_num_threads(),
         "compile": args.compile,
+        "keep_freed_memory": kept,
         "parameters": parameter_count(model),
         "train_step_ms": round(train_ms, 2),
         "plan_ms": round(plan_ms, 2),

@@ -1,6 +1,8 @@
 """Device and precision resolution: `auto | cpu | cuda` and `auto | fp32 | bf16`."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
 import time
 from collections.abc import Callable
@@ -8,6 +10,10 @@ from collections.abc import Callable
 import torch
 
 from planet.config import ConfigError
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
 
 BF16_MIN_SPEEDUP = 1.1
 """auto picks bf16 on a CPU only when it is at least this much faster: fp32 is the exact one."""
@@ -52,3 +58,25 @@ def resolve_precision(precision: str, device: torch.device,
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     fp32, bf16 = probe(torch.float32), probe(torch.bfloat16)
     return "bf16" if fp32 >= BF16_MIN_SPEEDUP * bf16 else "fp32"
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+
+    A train step allocates and frees tensors of tens of MB (the convolutions' activations over all
+    T*B frames). By default glibc serves those with mmap and unmaps them on free, so the next step
+    faults every page in again and the kernel zeroes it: about 140k page faults and 12% of a step's
+    CPU time in the kernel on a 2-core AMD EPYC. Serving everything from the heap and never trimming
+    it removes that (measured: 1552 -> 1340 ms and 1471 -> 1294 ms per step). It changes no result;
+    the process keeps its peak memory until it exits. Process-wide, so only entry points call it.
+    Returns False where the C library is not glibc (then nothing changes)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # mallopt returns 1 on success. The trim threshold is an int: 2**31 - 1 bytes is "never" here.
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

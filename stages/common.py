@@ -18,7 +18,7 @@ import yaml
 
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
-from planet.device import resolve_device, resolve_precision
+from planet.device import keep_freed_memory, resolve_device, resolve_precision
 from planet.envs import PixelEnv
 from planet.fileio import atomic_write
 from planet.replay import EpisodeError
@@ -104,6 +104,7 @@ def load_params(path: Path = PARAMS) -> Config:
 
 
 def setup_torch(cfg: Config) -> torch.device:
+    keep_freed_memory()
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     torch.manual_seed(cfg.seed)

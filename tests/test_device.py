@@ -1,4 +1,8 @@
 """Device and precision resolution: what `auto` means, and that the core refuses an unresolved one."""
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -58,3 +62,32 @@ def test_the_planner_refuses_an_unresolved_precision():
     model = WorldModel(ModelConfig(), action_size=1, image_size=64)
     with pytest.raises(ValueError, match="resolve auto first"):
         Planner(model, PlannerConfig(), "auto")
+
+
+# Allocates and frees a 64 MB buffer 20 times and prints the page faults that cost; argv[1] says
+# whether to call keep_freed_memory first. A subprocess, because the setting is process-wide.
+_FAULTS = """
+import resource, sys, torch
+from planet.device import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "1" else False
+torch.ones(16 << 20)  # first touch: faulted in either way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    torch.ones(16 << 20)  # 64 MB of float32, freed at once
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_keep_freed_memory_stops_big_tensors_from_faulting_their_pages_in_again():
+    def faults(keep: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, keep], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parents[1]).stdout.split()
+        return out[0], int(out[1])
+
+    kept, with_keep = faults("1")
+    _, without = faults("0")
+    assert kept == "True"
+    buffer_pages = (64 << 20) // 4096
+    assert without > 10 * buffer_pages  # the default: glibc maps and unmaps each of the 20 buffers
+    assert with_keep <= 3 * buffer_pages  # kept: the heap grows once or twice, then its pages are reused
