@@ -1,4 +1,4 @@
-"""Device and precision resolution: `auto | cpu | cuda` and `auto | fp32 | bf16`."""
+"""Device and precision resolution (`auto | cpu | cuda`, `auto | fp32 | bf16`) and the process's malloc setting."""
 from __future__ import annotations
 
 import ctypes

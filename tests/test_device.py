@@ -1,4 +1,5 @@
 """Device and precision resolution: what `auto` means, and that the core refuses an unresolved one."""
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,6 @@ def test_keep_freed_memory_stops_big_tensors_from_faulting_their_pages_in_again(
     kept, with_keep = faults("1")
     _, without = faults("0")
     assert kept == "True"
-    buffer_pages = (64 << 20) // 4096
+    buffer_pages = (64 << 20) // resource.getpagesize()
     assert without > 10 * buffer_pages  # the default: glibc maps and unmaps each of the 20 buffers
     assert with_keep <= 3 * buffer_pages  # kept: the heap grows once or twice, then its pages are reused
