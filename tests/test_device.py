@@ -65,7 +65,7 @@ def test_the_planner_refuses_an_unresolved_precision():
         Planner(model, PlannerConfig(), "auto")
 
 
-# Allocates and frees a 64 MB buffer 20 times and prints the page faults that cost; argv[1] says
+# Allocates and frees a 64 MB buffer 40 times and prints the page faults that cost; argv[1] says
 # whether to call keep_freed_memory first. A subprocess, because the setting is process-wide.
 _FAULTS = """
 import resource, sys, torch
@@ -73,7 +73,7 @@ from planet.device import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "1" else False
 torch.ones(16 << 20)  # first touch: faulted in either way
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
+for _ in range(40):
     torch.ones(16 << 20)  # 64 MB of float32, freed at once
 print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -90,5 +90,7 @@ def test_keep_freed_memory_stops_big_tensors_from_faulting_their_pages_in_again(
     _, without = faults("0")
     assert kept == "True"
     buffer_pages = (64 << 20) // resource.getpagesize()
-    assert without > 10 * buffer_pages  # the default: glibc maps and unmaps each of the 20 buffers
-    assert with_keep <= 3 * buffer_pages  # kept: the heap grows once or twice, then its pages are reused
+    assert without > 20 * buffer_pages  # the default: glibc maps and unmaps each of the 40 buffers
+    # Kept: the heap's pages are reused. Not zero: a kernel with NUMA balancing on unmaps pages to
+    # sample them and counts their next touch as a fault (CI saw 4 buffers' worth), so compare.
+    assert with_keep < without / 4
