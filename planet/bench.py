@@ -1,6 +1,7 @@
 """Benchmark: time one train step and one CEM plan with the seed's sizes (`python -m planet.bench`).
 
-Flags: [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile] [--no-keep-freed-memory].
+Flags: [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile] [--no-pack]
+[--no-keep-freed-memory].
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
 16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="torch.compile the planner's rollout step, as runtime.compile does (default: on)")
+    parser.add_argument("--pack", action=argparse.BooleanOptionalAction, default=True,
+                        help="on a CPU in bf16, plan on weights packed for oneDNN (planet.packed), as the "
+                             "pipeline does (default: on)")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="keep freed memory in glibc's heap, as the pipeline's stages do (default: on)")
     args = parser.parse_args(argv)
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, precision),
                          device, args.repeats)
 
-    planner = Planner(model, PlannerConfig(), precision=precision, compile=args.compile)
+    planner = Planner(model, PlannerConfig(), precision=precision, compile=args.compile, pack=args.pack)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
     print(json.dumps({
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         "precision": precision,
         "threads": torch.get_num_threads(),
         "compile": args.compile,
+        "packed": planner.pack and device.type == "cpu",
         "keep_freed_memory": kept,
         "parameters": parameter_count(model),
         "train_step_ms": round(train_ms, 2),

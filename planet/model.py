@@ -103,6 +103,22 @@ class RewardHead(nn.Module):
         return self.net(features).squeeze(-1)
 
 
+def positive_std(raw: Tensor, min_std: float) -> Tensor:
+    """The seed's std: softplus with a floor, so no Gaussian collapses."""
+    return F.softplus(raw) + min_std
+
+
+def gru_gates(gate_in: Tensor, gate_h: Tensor, belief: Tensor) -> Tensor:
+    """nn.GRUCell's update from its two matmuls, W_ih x + b_ih and W_hh h + b_hh, each (N, 3H) in
+    its gate order (reset, update, new), and h (N, H) -> h' (N, H). Every elementwise kernel sees
+    contiguous memory, several times faster on a CPU than strided views."""
+    size = belief.shape[-1]
+    reset_update = torch.sigmoid(gate_in[..., : 2 * size] + gate_h[..., : 2 * size])  # (N, 2H)
+    reset, update = reset_update[..., :size], reset_update[..., size:]
+    candidate = torch.tanh(torch.addcmul(gate_in[..., 2 * size:], reset, gate_h[..., 2 * size:]))
+    return torch.lerp(candidate, belief.to(candidate.dtype), update)  # (1 - z) n + z h
+
+
 class RSSM(nn.Module):
     """Recurrent state-space model (paper Sec. 3, Fig. 2c)."""
 
@@ -124,18 +140,13 @@ class RSSM(nn.Module):
                            torch.zeros(batch, self.cfg.state_size, device=device))
 
     def _gaussian(self, hidden: Tensor, mean_layer: nn.Linear, std_layer: nn.Linear) -> Gaussian:
-        return Gaussian(mean_layer(hidden), F.softplus(std_layer(hidden)) + self.cfg.min_std)
+        return Gaussian(mean_layer(hidden), positive_std(std_layer(hidden), self.cfg.min_std))
 
     def _gru(self, inputs: Tensor, belief: Tensor) -> Tensor:
-        # nn.GRUCell's maths on its own weights, written out so that it runs under bf16 autocast and
-        # so that every elementwise kernel sees contiguous memory (several times faster on CPU).
-        size = belief.shape[-1]
+        # nn.GRUCell's maths on its own weights, written out so that it runs under bf16 autocast.
         gate_in = F.linear(inputs, self.gru.weight_ih, self.gru.bias_ih)  # (N, 3H): reset, update, new
         gate_h = F.linear(belief, self.gru.weight_hh, self.gru.bias_hh)
-        reset_update = torch.sigmoid(gate_in[..., : 2 * size] + gate_h[..., : 2 * size])  # (N, 2H)
-        reset, update = reset_update[..., :size], reset_update[..., size:]
-        candidate = torch.tanh(torch.addcmul(gate_in[..., 2 * size:], reset, gate_h[..., 2 * size:]))
-        return torch.lerp(candidate, belief.to(candidate.dtype), update)  # (1 - z) n + z h
+        return gru_gates(gate_in, gate_h, belief)
 
     def prior(self, belief: Tensor) -> Gaussian:
         return self._gaussian(F.relu(self.prior_hidden(belief)), self.prior_mean, self.prior_std)
