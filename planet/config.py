@@ -154,7 +154,8 @@ class RuntimeConfig:
     compile: bool = True
     """torch.compile the planner's rollout step: seconds to compile on the first plan, then faster plans
     (471 -> 430 ms back to back on the 2-core CPU). false for debugging, or where torch.compile has no
-    C++ compiler to call."""
+    C++ compiler to call. On a CPU in bf16 the rollout runs on weights packed for oneDNN instead
+    (`planet.packed`, faster still, nothing to compile), so there this only matters for fp32."""
 
 
 @dataclass(frozen=True)
