@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         "precision": precision,
         "threads": torch.get_num_threads(),
         "compile": args.compile,
-        "packed": planner.pack and device.type == "cpu",
+        "packed": planner.packs_on(device),
         "keep_freed_memory": kept,
         "parameters": parameter_count(model),
         "train_step_ms": round(train_ms, 2),

@@ -98,6 +98,10 @@ class Planner:
         if compile:
             self._refine = partial(refine, step=torch.compile(imagine_reward, fullgraph=True, dynamic=False))
 
+    def packs_on(self, device: torch.device) -> bool:
+        """Whether plans on `device` roll out on packed weights (a CPU only)."""
+        return self.pack and device.type == "cpu"
+
     @torch.no_grad()
     def plan(self, latent: LatentState, generator: torch.Generator | None = None) -> Tensor:
         """latent (E, .) -> first action of the refit mean (E, A), in [-1, 1]."""
@@ -122,7 +126,7 @@ class Planner:
             # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
             latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
-        if self.pack and device.type == "cpu":
+        if self.packs_on(device):
             rollout = pack_rollout(model, envs * cfg.candidates)
             mean = refine(rollout, latent, action_noise, state_noise, cfg.top_k, init_mean, packed_imagine_reward)
         else:
