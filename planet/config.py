@@ -40,6 +40,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    network: Literal["seed", "paper"] = "seed"
+    """Conv stacks and GRU input. `seed`: the notebook's (padded convs, a linear layer to `embed_size`,
+    [s, a] straight into the GRU; 7,310,436 parameters at its sizes). `paper`: the official code's
+    (four unpadded 4x4 stride-2 convs whose 2x2x8d output is the embedding, a decoder from a 1x1 map
+    through transposed convs of kernels 5, 5, 6, 6, and a linear + ReLU embedding of [s, a] of width
+    `hidden_size` before the GRU); needs `env.image_size: 64` and `embed_size` = 32 * `cnn_depth`."""
     belief_size: int = 200
     """Deterministic GRU state h (paper: 200)."""
     state_size: int = 30
@@ -187,6 +193,12 @@ class Config:
         if self.env.image_size % 16 or self.env.image_size < 16:
             raise ConfigError(f"env.image_size: {self.env.image_size} cannot be taken by the model "
                               "(four stride-2 convs need a multiple of 16, at least 16)")
+        if self.model.network == "paper":
+            if self.env.image_size != 64:
+                raise ConfigError(f"env.image_size: the paper network takes 64x64 frames, got {self.env.image_size}")
+            if self.model.embed_size != 32 * self.model.cnn_depth:
+                raise ConfigError(f"model.embed_size: the paper network's embedding is its 2x2x{8 * self.model.cnn_depth} "
+                                  f"conv output, {32 * self.model.cnn_depth}; got {self.model.embed_size}")
         if self.env.crop > 1:
             raise ConfigError(f"env.crop: must be within (0, 1], got {self.env.crop}")
         if not 1 <= self.train.bit_depth <= 8:

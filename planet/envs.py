@@ -1,12 +1,22 @@
 """Pixel environments: any Gymnasium env with a Box action space, seen as small uint8 images.
 
+Three families go through the same `PixelEnv`: Gymnasium's classic control (`Pendulum-v1`), the
+DeepMind Control Suite through shimmy (`dm_control/cartpole-swingup-v0`, the paper's benchmark,
+Sec. 5) and Gymnasium's MuJoCo envs (`HalfCheetah-v5`). MuJoCo-based envs render exactly once per
+decision, at `env.image_size`, the suite from camera 0 as the paper does (shimmy's default is a
+distant free camera in which the cart is a few pixels), headless through `MUJOCO_GL` (EGL by
+default; Mesa's software EGL needs no GPU).
+
 The planner works in [-1, 1]^A; `PixelEnv.step` maps that affinely onto the env's real bounds
 (Pendulum-v1: [-2, 2] N m; the seed clamps to [-1, 1] and so never uses more than half the torque).
 """
 from __future__ import annotations
 
+import difflib
+import math
 import os
-from typing import NamedTuple
+import warnings
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +32,17 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 # SDL also catches SIGTERM (and SIGINT, where Python does not) and turns it into a quit event nobody
 # reads, so `kill` or a batch scheduler could not stop a run. Leave signals to Python.
 os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+# MuJoCo picks its OpenGL backend when first imported (lazily, by the env's entry point): headless
+# EGL unless the user chose another (`osmesa`, or `glfw` with a display).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+DMC_PREFIX = "dm_control/"
+# What provides each backend on Debian, for the error a machine without it gets.
+RENDER_PACKAGES = {"egl": "libegl1 libgl1-mesa-dri", "osmesa": "libosmesa6", "glfw": "libglfw3 and a display"}
+
+
+class RenderError(RuntimeError):
+    """No working headless renderer; the message names the backend and the packages that provide it."""
 
 
 class StepResult(NamedTuple):
@@ -55,15 +76,63 @@ def episode_seed(base_seed: int, index: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([base_seed, stream, index]).generate_state(1)[0])
 
 
+def render_size(cfg: EnvConfig) -> int:
+    """Side of the frame to render so that the central `crop` of it is `image_size` pixels."""
+    return math.ceil(cfg.image_size / cfg.crop)
+
+
+def is_mujoco(spec: gym.envs.registration.EnvSpec) -> bool:
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
+    return spec.id.startswith(DMC_PREFIX) or "mujoco" in str(entry)
+
+
+def make_kwargs(spec: gym.envs.registration.EnvSpec, cfg: EnvConfig) -> dict[str, Any]:
+    """gym.make's render arguments: the suite's camera 0 at the frame size, MuJoCo's frame size."""
+    size = render_size(cfg)
+    if spec.id.startswith(DMC_PREFIX):
+        return {"render_kwargs": {"width": size, "height": size, "camera_id": 0}}
+    if is_mujoco(spec):
+        return {"width": size, "height": size}
+    return {}  # classic control draws at its own size; `render` resizes
+
+
+def _route_mujoco_warnings() -> None:
+    """MuJoCo appends warnings to MUJOCO_LOG.TXT in the working directory unless a handler is set."""
+    import mujoco
+
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(lambda message: warnings.warn(f"MuJoCo: {message}", RuntimeWarning, 2))
+
+
+def known_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `env_id`; an unknown id is a one-line ConfigError with a did-you-mean."""
+    if env_id.startswith(DMC_PREFIX):
+        try:
+            import shimmy
+        except ImportError as err:
+            raise ConfigError(f"env.id: {env_id} needs the dm_control packages ({err}); "
+                              "pip install -r requirements.txt") from None
+        gym.register_envs(shimmy)
+    if env_id in gym.registry:
+        return gym.registry[env_id]
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"env.id: {env_id!r} is not a registered Gymnasium env{hint}")
+
+
 class PixelEnv:
     """Gymnasium env -> (S, S, 3) uint8 frames, action repeat, actions in [-1, 1]."""
 
     def __init__(self, cfg: EnvConfig):
         self.cfg = cfg
+        spec = known_env_spec(cfg.id)
+        if is_mujoco(spec):
+            _route_mujoco_warnings()
         try:
-            self.env = gym.make(cfg.id, render_mode="rgb_array")
+            self.env = gym.make(cfg.id, render_mode="rgb_array", **make_kwargs(spec, cfg))
         except gym.error.Error as err:
             raise ConfigError(f"env.id: cannot make {cfg.id!r}: {err}") from None
+        self.mujoco = is_mujoco(spec)
         space = self.env.action_space
         if not isinstance(space, gym.spaces.Box):
             self.env.close()
@@ -79,8 +148,17 @@ class PixelEnv:
     @property
     def max_steps(self) -> int | None:
         """Agent steps per episode (env steps / action repeat, rounded up), if the env has a limit."""
-        limit = self.env.spec.max_episode_steps if self.env.spec else None
+        limit = self.env_step_limit
         return None if limit is None else -(-limit // self.cfg.action_repeat)
+
+    @property
+    def env_step_limit(self) -> int | None:
+        """Env steps per episode, if limited: Gymnasium's TimeLimit, or the suite's own (1,000)."""
+        if self.env.spec and self.env.spec.max_episode_steps:
+            return self.env.spec.max_episode_steps
+        suite_env = getattr(self.env.unwrapped, "_env", None)  # shimmy's wrapped dm_control Environment
+        limit = getattr(suite_env, "_step_limit", None)
+        return int(limit) if limit is not None and math.isfinite(limit) else None
 
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
         """[-1, 1] -> [low, high], affinely; out-of-range inputs are clipped first."""
@@ -88,7 +166,17 @@ class PixelEnv:
         return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
 
     def render(self) -> np.ndarray:
-        return resize_frame(center_crop(self.env.render(), self.cfg.crop), self.cfg.image_size)
+        try:
+            frame = self.env.render()
+        except Exception as err:  # each GL backend fails its own way (FatalError, ImportError, ...)
+            if not self.mujoco:
+                raise
+            backend = os.environ.get("MUJOCO_GL", "egl")
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+            raise RenderError(f"MuJoCo cannot render with MUJOCO_GL={backend} ({first_line}); install Debian's "
+                              f"{RENDER_PACKAGES.get(backend, RENDER_PACKAGES['egl'])}, or try "
+                              "MUJOCO_GL=osmesa with libosmesa6") from None
+        return resize_frame(center_crop(frame, self.cfg.crop), self.cfg.image_size)
 
     def reset(self, seed: int) -> np.ndarray:
         self.env.reset(seed=seed)

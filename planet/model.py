@@ -52,37 +52,49 @@ def conv_out_size(image_size: int) -> int:
 
 
 class Encoder(nn.Module):
-    """(N, S, S, 3) in [0, 1] -> (N, E). Four 4x4 stride-2 convs, then a linear layer."""
+    """(N, S, S, 3) in [0, 1] -> (N, E). Four 4x4 stride-2 convs; the seed's are padded and end in a
+    linear layer to E, the paper's are not padded and their 2x2x8d output (64x64 frames) is E."""
 
     def __init__(self, cfg: ModelConfig, image_size: int):
         super().__init__()
-        d = cfg.cnn_depth
-        self.convs = nn.ModuleList([nn.Conv2d(c_in, c_out, 4, 2, 1)
+        d, padding = cfg.cnn_depth, 1 if cfg.network == "seed" else 0
+        self.convs = nn.ModuleList([nn.Conv2d(c_in, c_out, 4, 2, padding)
                                     for c_in, c_out in [(3, d), (d, 2 * d), (2 * d, 4 * d), (4 * d, 8 * d)]])
-        self.fc = nn.Linear(8 * d * conv_out_size(image_size) ** 2, cfg.embed_size)
+        self.fc = nn.Linear(8 * d * conv_out_size(image_size) ** 2, cfg.embed_size) if cfg.network == "seed" else None
 
     def forward(self, obs: Tensor) -> Tensor:
         hidden = obs.permute(0, 3, 1, 2)  # (N, 3, S, S), channels-last in memory, which oneDNN prefers
         for conv in self.convs:
             hidden = F.relu(conv(hidden))
-        return self.fc(hidden.flatten(1))  # (N, E)
+        embed = hidden.flatten(1)  # (N, 8d * side^2)
+        return self.fc(embed) if self.fc is not None else embed  # (N, E)
 
 
 class Decoder(nn.Module):
-    """(N, H+Z) -> (N, S, S, 3), pixels in [0, 1]: the encoder mirrored with transposed convs, then
-    a sigmoid (the seed) or nothing (the paper), `cfg.decoder_output`."""
+    """(N, H+Z) -> (N, S, S, 3), pixels in [0, 1], then a sigmoid (the seed) or nothing (the paper),
+    `cfg.decoder_output`. The seed's: a linear layer and ReLU to an s x s x 8d map, then the encoder
+    mirrored with transposed convs. The paper's: a linear layer to a 1x1x32d map, then transposed
+    convs of kernels 5, 5, 6, 6, stride 2 (1 -> 5 -> 13 -> 30 -> 64)."""
 
     def __init__(self, cfg: ModelConfig, image_size: int):
         super().__init__()
         d = cfg.cnn_depth
-        self.side = conv_out_size(image_size)
+        features = cfg.belief_size + cfg.state_size
         self.squash = cfg.decoder_output == "sigmoid"
-        self.fc = nn.Linear(cfg.belief_size + cfg.state_size, 8 * d * self.side**2)
-        self.deconvs = nn.ModuleList([nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
-                                      for c_in, c_out in [(8 * d, 4 * d), (4 * d, 2 * d), (2 * d, d), (d, 3)]])
+        if cfg.network == "seed":
+            self.side, self.fc_relu = conv_out_size(image_size), True
+            self.fc = nn.Linear(features, 8 * d * self.side**2)
+            layers = [(8 * d, 4 * d, 4, 1), (4 * d, 2 * d, 4, 1), (2 * d, d, 4, 1), (d, 3, 4, 1)]
+        else:
+            self.side, self.fc_relu = 1, False  # the official code has no activation after this layer
+            self.fc = nn.Linear(features, 32 * d)
+            layers = [(32 * d, 4 * d, 5, 0), (4 * d, 2 * d, 5, 0), (2 * d, d, 6, 0), (d, 3, 6, 0)]
+        self.deconvs = nn.ModuleList([nn.ConvTranspose2d(c_in, c_out, kernel, 2, padding)
+                                      for c_in, c_out, kernel, padding in layers])
 
     def forward(self, features: Tensor) -> Tensor:
-        hidden = F.relu(self.fc(features)).unflatten(1, (-1, self.side, self.side))  # (N, 8d, s, s)
+        hidden = self.fc(features)
+        hidden = (F.relu(hidden) if self.fc_relu else hidden).unflatten(1, (-1, self.side, self.side))  # (N, C, s, s)
         hidden = hidden.contiguous(memory_format=torch.channels_last)
         for deconv in self.deconvs[:-1]:
             hidden = F.relu(deconv(hidden))
@@ -125,7 +137,10 @@ class RSSM(nn.Module):
     def __init__(self, cfg: ModelConfig, action_size: int):
         super().__init__()
         self.cfg = cfg
-        self.gru = nn.GRUCell(cfg.state_size + action_size, cfg.belief_size)
+        # The paper's network embeds [s, a] (linear + ReLU) before the GRU; the seed's feeds it raw.
+        self.input_embed = nn.Linear(cfg.state_size + action_size, cfg.hidden_size) if cfg.network == "paper" else None
+        gru_input = cfg.hidden_size if self.input_embed is not None else cfg.state_size + action_size
+        self.gru = nn.GRUCell(gru_input, cfg.belief_size)
         # Mean and std heads stay separate layers: a fused (.., 2Z) output would leave both halves as
         # strided views, and CPU elementwise kernels on strided bf16 views are several times slower.
         self.prior_hidden = nn.Linear(cfg.belief_size, cfg.hidden_size)
@@ -143,6 +158,9 @@ class RSSM(nn.Module):
         return Gaussian(mean_layer(hidden), positive_std(std_layer(hidden), self.cfg.min_std))
 
     def _gru(self, inputs: Tensor, belief: Tensor) -> Tensor:
+        """[s, a] (N, Z+A), h (N, H) -> h' (N, H)."""
+        if self.input_embed is not None:
+            inputs = F.relu(self.input_embed(inputs))  # (N, hidden)
         # nn.GRUCell's maths on its own weights, written out so that it runs under bf16 autocast.
         gate_in = F.linear(inputs, self.gru.weight_ih, self.gru.bias_ih)  # (N, 3H): reset, update, new
         gate_h = F.linear(belief, self.gru.weight_hh, self.gru.bias_hh)

@@ -47,6 +47,7 @@ def pack_linear(weight: Tensor, bias: Tensor, rows: int) -> PackedLinear:
 
 
 class PackedRollout(NamedTuple):
+    input_embed: PackedLinear | None  # the paper network's [s, a] embedding, ReLU after it
     gate_in: PackedLinear  # the GRU's W_ih, b_ih
     gate_h: PackedLinear  # the GRU's W_hh, b_hh
     prior_hidden: PackedLinear
@@ -61,6 +62,7 @@ def pack_rollout(model: WorldModel, rows: int) -> PackedRollout:
     rssm = model.rssm
     linears = [layer for layer in model.reward.net if isinstance(layer, nn.Linear)]
     return PackedRollout(
+        input_embed=None if rssm.input_embed is None else pack_linear(rssm.input_embed.weight, rssm.input_embed.bias, rows),
         gate_in=pack_linear(rssm.gru.weight_ih, rssm.gru.bias_ih, rows),
         gate_h=pack_linear(rssm.gru.weight_hh, rssm.gru.bias_hh, rows),
         prior_hidden=pack_linear(rssm.prior_hidden.weight, rssm.prior_hidden.bias, rows),
@@ -76,6 +78,8 @@ def packed_imagine_reward(rollout: PackedRollout, latent: LatentState, action: T
     """`planner.imagine_reward` on packed weights: latent (M, .) bf16, action (M, A), noise (M, Z)
     -> latent' (M, .) bf16 and the reward predicted there (M,) fp32."""
     inputs = torch.cat([latent.state, action.to(latent.state.dtype)], dim=-1)  # (M, Z+A)
+    if rollout.input_embed is not None:
+        inputs = rollout.input_embed(inputs, "relu")  # (M, hidden)
     belief = gru_gates(rollout.gate_in(inputs), rollout.gate_h(latent.belief), latent.belief)  # (M, H)
     hidden = rollout.prior_hidden(belief, "relu")
     prior = Gaussian(rollout.prior_mean(hidden), positive_std(rollout.prior_std(hidden), rollout.min_std))

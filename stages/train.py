@@ -81,7 +81,7 @@ def main() -> None:
     trainer = Trainer(machine_config(cfg, device), envs[0].action_size, device)
     ckpt = latest_checkpoint(CHECKPOINT_DIR, fingerprint, warn=lambda msg: print(f"train: {msg}"))
     episodes = prepare_replay(ckpt)
-    limit = envs[0].env.spec.max_episode_steps if envs[0].env.spec else None
+    limit = envs[0].env_step_limit
     state = {"iteration": 0, "episodes": episodes, "rows": [], "elapsed": 0.0, "run_id": None,
              "env_steps": sum(env_steps(e, cfg.env.action_repeat, limit) for e in load_episodes(SEED_DIR))}
     if ckpt is not None:
