@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
+DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui
+.PHONY: repro quick seed-baseline test lint bench ui $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,6 +21,10 @@ quick: $(BIN)/dvc  ## a smoke run of the same pipeline (about 7 min on 2 CPU cor
 
 seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (profiles/seed.args)
 	dvc exp run --name seed-config-$$(date +%H%M%S) $$(cat profiles/seed.args)
+
+# The paper's six DeepMind Control Suite tasks, 100k env steps each (profiles/<task>.args).
+$(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC experiment
+	dvc exp run --name $@-$$(date +%H%M%S) $$(cat profiles/$@.args)
 
 test: $(BIN)/dvc  ## the whole test suite
 	$(BIN)/python -m pytest -q

@@ -197,8 +197,9 @@ class Config:
             if self.env.image_size != 64:
                 raise ConfigError(f"env.image_size: the paper network takes 64x64 frames, got {self.env.image_size}")
             if self.model.embed_size != 32 * self.model.cnn_depth:
-                raise ConfigError(f"model.embed_size: the paper network's embedding is its 2x2x{8 * self.model.cnn_depth} "
-                                  f"conv output, {32 * self.model.cnn_depth}; got {self.model.embed_size}")
+                depth = self.model.cnn_depth
+                raise ConfigError(f"model.embed_size: the paper network's embedding is its 2x2x{8 * depth} "
+                                  f"conv output, {32 * depth}; got {self.model.embed_size}")
         if self.env.crop > 1:
             raise ConfigError(f"env.crop: must be within (0, 1], got {self.env.crop}")
         if not 1 <= self.train.bit_depth <= 8:

@@ -175,7 +175,8 @@ class PixelEnv:
             first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
             raise RenderError(f"MuJoCo cannot render with MUJOCO_GL={backend} ({first_line}); install Debian's "
                               f"{RENDER_PACKAGES.get(backend, RENDER_PACKAGES['egl'])}, or try "
-                              "MUJOCO_GL=osmesa with libosmesa6") from None
+                              "MUJOCO_GL=osmesa with libosmesa6; set it before mujoco, dm_control or shimmy "
+                              "is first imported") from None
         return resize_frame(center_crop(frame, self.cfg.crop), self.cfg.image_size)
 
     def reset(self, seed: int) -> np.ndarray:

@@ -62,7 +62,8 @@ def pack_rollout(model: WorldModel, rows: int) -> PackedRollout:
     rssm = model.rssm
     linears = [layer for layer in model.reward.net if isinstance(layer, nn.Linear)]
     return PackedRollout(
-        input_embed=None if rssm.input_embed is None else pack_linear(rssm.input_embed.weight, rssm.input_embed.bias, rows),
+        input_embed=(None if rssm.input_embed is None
+                     else pack_linear(rssm.input_embed.weight, rssm.input_embed.bias, rows)),
         gate_in=pack_linear(rssm.gru.weight_ih, rssm.gru.bias_ih, rows),
         gate_h=pack_linear(rssm.gru.weight_hh, rssm.gru.bias_hh, rows),
         prior_hidden=pack_linear(rssm.prior_hidden.weight, rssm.prior_hidden.bias, rows),

@@ -44,8 +44,10 @@ def test_action_repeat_sums_rewards_and_stops_at_the_limit():
 def test_bad_envs_are_config_errors():
     with pytest.raises(ConfigError, match="Discrete action space"):
         PixelEnv(EnvConfig(id="PlanetDiscrete-v0", image_size=16))
-    with pytest.raises(ConfigError, match="env.id: cannot make 'NoSuchEnv-v9'"):
+    with pytest.raises(ConfigError, match="env.id: 'NoSuchEnv-v9' is not a registered Gymnasium env$"):
         PixelEnv(EnvConfig(id="NoSuchEnv-v9", image_size=16))
+    with pytest.raises(ConfigError, match=r"'Pendulm-v1' is not .* \(did you mean 'Pendulum-v1'\?\)"):
+        PixelEnv(EnvConfig(id="Pendulm-v1", image_size=16))
 
 
 def test_resize_averages_areas():

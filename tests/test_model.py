@@ -52,3 +52,19 @@ def test_decoder_output_sigmoid_or_linear_same_parameters():
     assert squashed.shape == raw.shape == (4, 64, 64, 3)
     assert torch.allclose(squashed, torch.sigmoid(raw), atol=1e-6)
     assert 0 <= squashed.min() and squashed.max() <= 1 and (raw.min() < 0 or raw.max() > 1)
+
+
+def test_paper_network_shapes_and_parameter_count():
+    """The official code's stacks: four unpadded 4x4/2 convs to 2x2x256 = the 1,024-d embedding, a
+    linear layer to a 1x1x1024 map and deconvs of kernels 5, 5, 6, 6, and a linear [s, a] embedding."""
+    cfg = ModelConfig(network="paper", hidden_size=200, cnn_depth=32, embed_size=1024)
+    model = WorldModel(cfg, action_size=1, image_size=64)
+    assert parameter_count(model) == 5_295_820
+    assert [conv.padding for conv in model.encoder.convs] == [(0, 0)] * 4
+    assert [deconv.kernel_size for deconv in model.decoder.deconvs] == [(5, 5), (5, 5), (6, 6), (6, 6)]
+    assert tuple(model.rssm.input_embed.weight.shape) == (200, 30 + 1)
+    obs = torch.rand(2, 3, 64, 64, 3)
+    embed = model.encode(obs)
+    assert embed.shape == (2, 3, 1024)
+    with torch.no_grad():
+        assert model.decode(torch.randn(2, 3, 230)).shape == obs.shape

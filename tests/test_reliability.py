@@ -60,7 +60,9 @@ BAD = [
     (lambda p: set_key(p, "planner", [1, 2]), "planner"),
     (lambda p: set_key(p, "train.seq_len", 500), "train.seq_len: 500 is longer than an episode of Pendulum-v1"),
     (lambda p: set_key(p, "env.image_size", 50), "env.image_size: 50 cannot be taken by the model"),
-    (lambda p: set_key(p, "env.id", "NoSuchEnv-v0"), "env.id: cannot make 'NoSuchEnv-v0'"),
+    (lambda p: set_key(p, "env.id", "dm_control/cartpole-swingupp-v0"),
+     "env.id: 'dm_control/cartpole-swingupp-v0' is not a registered Gymnasium env "
+     "(did you mean 'dm_control/cartpole-swingup-v0'?)"),
     (lambda p: set_key(p, "env.id", "CartPole-v1"), "env.id: CartPole-v1 has a Discrete action space"),
     (lambda p: set_key(p, "runtime.device", "cuda"), "runtime.device: cuda was asked for but torch sees no CUDA"),
     (lambda p: set_key(p, "runtime.precision", "fp16"), "runtime.precision: must be one of auto, fp32, bf16"),
