@@ -1,16 +1,21 @@
-"""Checkpoints: model, optimizer, counters, every RNG state and the fingerprint of what shaped them.
+"""Checkpoints: model, optimizer, the loop's progress, every RNG state, the resolved config that
+trained them and the fingerprint of what shaped them.
 
-Written atomically (temp file, fsync, rename), loaded with `torch.load(weights_only=True)` so a
-checkpoint can never run pickled code, and refused with an error naming the file when it is
-truncated, foreign, or was made under a different config fingerprint.
+A checkpoint describes itself: `config` is the whole resolved `Config` (model sizes, env id, image
+size, ...) and `action_low`/`action_high` the env's action bounds, so a model file can be rebuilt,
+evaluated and acted with anywhere, with no params file (`planet.trained`). Written atomically (temp
+file, fsync, rename), loaded with `torch.load(weights_only=True)` so a checkpoint can never run
+pickled code, and refused with an error naming the file when it is truncated, foreign, of another
+format, or was made under a different fingerprint.
 """
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,8 @@ import torch
 
 from planet.fileio import atomic_write
 
-FORMAT = "planet-checkpoint/1"
+FORMAT = "planet-checkpoint/2"
+ENGINE_VERSION = "0.2.0"
 _NAME = re.compile(r"^checkpoint_(\d{6})\.pt$")
 
 
@@ -28,13 +34,34 @@ class CheckpointError(ValueError):
 
 
 @dataclass
+class TrainProgress:
+    """The training loop's bookkeeping, carried in every checkpoint so a resumed run continues it."""
+
+    iteration: int = 0  # iterations completed
+    episodes: int = 0  # episodes in the replay: seed episodes, then one file per collected episode
+    env_steps: int = 0  # env steps in those episodes (action repeat included)
+    elapsed_s: float = 0.0  # wall time spent training and collecting so far
+    rows: list[dict[str, float]] = field(default_factory=list)  # the learning curves, one row per iteration
+    timing: list[dict[str, float]] = field(default_factory=list)  # speed per iteration (never byte-stable)
+    run_id: str | None = None  # the MLflow run this training logs to
+
+
+@dataclass
 class Checkpoint:
     iteration: int  # iterations completed
-    fingerprint: str
+    fingerprint: str  # what shaped the weights: the params that matter, engine code, seed data
+    config: dict[str, Any]  # the resolved Config as a nested mapping (`load_config` rebuilds it)
+    action_low: list[float]  # the env's action bounds, that [-1, 1] maps onto
+    action_high: list[float]
     model: dict[str, Any]
-    optimizer: dict[str, Any]
-    rng: dict[str, Any]  # torch / numpy / python global states and the run's own generators
-    extra: dict[str, Any]  # counters the caller needs to resume (env steps, episodes, ...)
+    optimizer: dict[str, Any]  # empty in a final model file
+    rng: dict[str, Any]  # torch / numpy / python global states and the run's own generators; empty likewise
+    progress: TrainProgress
+    engine: str = ENGINE_VERSION
+
+    @property
+    def action_size(self) -> int:
+        return len(self.action_low)
 
 
 def capture_rng(torch_generator: torch.Generator, numpy_rng: np.random.Generator) -> dict[str, Any]:
@@ -84,8 +111,7 @@ def write_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
     for name, tensor in ckpt.model.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
-    payload = {"format": FORMAT, "iteration": ckpt.iteration, "fingerprint": ckpt.fingerprint,
-               "model": ckpt.model, "optimizer": ckpt.optimizer, "rng": ckpt.rng, "extra": ckpt.extra}
+    payload = {"format": FORMAT, **dataclasses.asdict(ckpt)}
     with atomic_write(path) as f:
         torch.save(payload, f)
     return path
@@ -107,17 +133,23 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, map_location: st
             AttributeError, TypeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a loadable checkpoint ({first_line})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("planet-checkpoint/"):
         raise CheckpointError(f"{path}: not a PlaNet checkpoint (format {FORMAT} expected)")
+    if payload["format"] != FORMAT:
+        raise CheckpointError(f"{path}: written by an older version of this project ({payload['format']}, "
+                              f"{FORMAT} expected); train again")
     if fingerprint is not None and payload["fingerprint"] != fingerprint:
         raise CheckpointError(f"{path}: made under other params, code or data (fingerprint "
                               f"{payload['fingerprint']}, this run {fingerprint})")
-    return Checkpoint(payload["iteration"], payload["fingerprint"], payload["model"], payload["optimizer"],
-                      payload["rng"], payload["extra"])
+    fields = {f.name for f in dataclasses.fields(Checkpoint)}
+    values = {k: v for k, v in payload.items() if k in fields}
+    values["progress"] = TrainProgress(**values["progress"])
+    return Checkpoint(**values)
 
 
-def latest_checkpoint(folder: Path, fingerprint: str, warn=print) -> Checkpoint | None:
-    """The newest checkpoint in `folder` that loads and matches; unusable ones are reported and skipped."""
+def latest_checkpoint(folder: Path, fingerprint: str | None, warn=print) -> Checkpoint | None:
+    """The newest checkpoint in `folder` that loads and matches `fingerprint` (None: any); unusable
+    ones are reported and skipped."""
     for path in reversed(list_checkpoints(folder)):
         try:
             return load_checkpoint(path, fingerprint)

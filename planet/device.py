@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
-from planet.config import ConfigError
+from planet.config import Config, ConfigError
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -80,3 +81,11 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success. The trim threshold is an int: 2**31 - 1 bytes is "never" here.
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def with_resolved_precision(cfg: Config, device: torch.device) -> Config:
+    """`cfg` with `runtime.precision: auto` resolved for `device` (what a run computes with)."""
+    if cfg.runtime.precision != "auto":
+        return cfg
+    precision = resolve_precision(cfg.runtime.precision, device)
+    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=precision))

@@ -5,14 +5,20 @@ versus true reward along the dream (seed: `visualize_dream`).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from planet.loss import preprocess_obs
 from planet.model import WorldModel
+from planet.plots import plot_dream
 from planet.replay import Episode
+from planet.video import dream_panel, write_gif, write_mp4
+
+HORIZONS = (1, 5, 10, 20, 50)  # open-loop steps at which the metrics are reported
 
 
 class Dream(NamedTuple):
@@ -61,3 +67,43 @@ def return_error(result: Dream, context: int, horizon: int) -> float | None:
         return None
     window = slice(context, context + horizon)
     return float(result.reward_pred[window].sum() - result.reward_true[window].sum())
+
+
+class DreamReport(NamedTuple):
+    errors: list[dict[str, Any]]  # per frame: episode, step, horizon (<= 0: context), mse
+    rewards: list[dict[str, Any]]  # per frame: episode, step, reward_true, reward_predicted
+    metrics: dict[str, float]  # mse_h{h} and return_error_h{h} averaged over the episodes
+
+
+def write_dreams(model: WorldModel, episodes: list[Episode], context: int, steps: int, generator: torch.Generator,
+                 out: Path, fps: int = 15, bit_depth: int = 8) -> DreamReport:
+    """Dream from each episode; write out/videos/dream_<i>.mp4, out/gifs/dream_<i>.gif (real | imagined,
+    green border: context, red: dream) and out/error.png. Replaces what `out` held."""
+    out = Path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    error_rows, reward_rows, errors, rewards = [], [], [], []
+    return_errors: dict[int, list[float]] = {h: [] for h in HORIZONS}
+    for i, episode in enumerate(episodes):
+        result = dream(model, episode, context, steps, generator, bit_depth)
+        panel = dream_panel(result.real, result.imagined, context)
+        write_mp4(out / f"videos/dream_{i}.mp4", panel, fps)
+        write_gif(out / f"gifs/dream_{i}.gif", panel, fps)
+        errors.append(result.mse.tolist())
+        rewards.append((result.reward_true.tolist(), result.reward_pred.tolist()))
+        for h in HORIZONS:
+            error = return_error(result, context, h)
+            if error is not None:
+                return_errors[h].append(error)
+        for t, (mse, true, pred) in enumerate(zip(result.mse, result.reward_true, result.reward_pred)):
+            error_rows.append({"episode": i, "step": t + 1, "horizon": t + 1 - context, "mse": float(mse)})
+            reward_rows.append({"episode": i, "step": t + 1, "reward_true": float(true),
+                                "reward_predicted": float(pred)})
+    plot_dream(errors, rewards, context, out / "error.png")
+    metrics = {}
+    for h in HORIZONS:
+        values = [r["mse"] for r in error_rows if r["horizon"] == h]
+        if values:
+            metrics[f"mse_h{h}"] = round(float(np.mean(values)), 6)
+        if return_errors[h]:
+            metrics[f"return_error_h{h}"] = round(float(np.mean(return_errors[h])), 3)
+    return DreamReport(error_rows, reward_rows, metrics)

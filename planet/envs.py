@@ -196,3 +196,12 @@ class PixelEnv:
 
     def close(self) -> None:
         self.env.close()
+
+
+def episode_steps(cfg: EnvConfig) -> int | None:
+    """Agent steps in one episode of `cfg.id` at its action repeat, if episodes have a limit."""
+    env = PixelEnv(cfg)
+    try:
+        return env.max_steps
+    finally:
+        env.close()

@@ -1,20 +1,21 @@
 """One PlaNet training iteration (paper Alg. 1): gradient steps on replay, then collection.
 
 `Trainer` owns the model, optimizer, planner and the run's two generators (torch for model noise,
-numpy for replay sampling), and turns all of it into a `Checkpoint` and back. The stage owns the
-outer loop, the files and the logging.
+numpy for replay sampling), and turns all of it, with the loop's `TrainProgress`, into a
+`Checkpoint` and back. The stage owns the outer loop, the files and the logging.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 
 from planet.agent import Agent, run_episodes
-from planet.checkpoint import Checkpoint, capture_rng, restore_rng
+from planet.checkpoint import Checkpoint, TrainProgress, capture_rng, restore_rng
 from planet.config import Config
+from planet.device import with_resolved_precision
 from planet.envs import PixelEnv
 from planet.loss import LOSS_NAMES, TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel
@@ -27,12 +28,18 @@ class NonFiniteError(RuntimeError):
 
 
 class Trainer:
-    def __init__(self, cfg: Config, action_size: int, device: torch.device):
-        self.cfg = cfg
+    """`cfg.runtime.precision: auto` is resolved for `device` here. `action_low`/`action_high` (A,) are
+    the env's bounds, kept in checkpoints so a model file can act in env units (default: [-1, 1])."""
+
+    def __init__(self, cfg: Config, action_size: int, device: torch.device,
+                 action_low: list[float] | None = None, action_high: list[float] | None = None):
+        self.cfg = with_resolved_precision(cfg, device)
         self.device = device
+        self.action_low = [float(v) for v in action_low] if action_low is not None else [-1.0] * action_size
+        self.action_high = [float(v) for v in action_high] if action_high is not None else [1.0] * action_size
         self.model = WorldModel(cfg.model, action_size, cfg.env.image_size).to(device)
         self.optimizer = make_optimizer(self.model, cfg.train)
-        self.planner = Planner(self.model, cfg.planner, cfg.runtime.precision, cfg.runtime.compile)
+        self.planner = Planner(self.model, cfg.planner, self.cfg.runtime.precision, cfg.runtime.compile)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
 
@@ -71,9 +78,15 @@ class Trainer:
         self.model.eval()
         return run_episodes(envs, seeds, self.make_agent(), self.cfg.train.exploration_noise, progress=progress)
 
-    def checkpoint(self, iteration: int, fingerprint: str, extra: dict[str, Any]) -> Checkpoint:
-        return Checkpoint(iteration, fingerprint, self.model.state_dict(), self.optimizer.state_dict(),
-                          capture_rng(self.generator, self.rng), extra)
+    def checkpoint(self, fingerprint: str, progress: TrainProgress, weights_only: bool = False) -> Checkpoint:
+        """Everything needed to resume after `progress.iteration` iterations, with the resolved config;
+        `weights_only`: the model file (no optimizer or RNG state)."""
+        return Checkpoint(
+            iteration=progress.iteration, fingerprint=fingerprint, config=dataclasses.asdict(self.cfg),
+            action_low=self.action_low, action_high=self.action_high, model=self.model.state_dict(),
+            optimizer={} if weights_only else self.optimizer.state_dict(),
+            rng={} if weights_only else capture_rng(self.generator, self.rng),
+            progress=dataclasses.replace(progress, rows=list(progress.rows), timing=list(progress.timing)))
 
     def restore(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.model)

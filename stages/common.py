@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
 import hashlib
 import json
@@ -18,7 +17,7 @@ import yaml
 
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
-from planet.device import keep_freed_memory, resolve_device, resolve_precision
+from planet.device import keep_freed_memory, resolve_device, with_resolved_precision
 from planet.envs import PixelEnv
 from planet.fileio import atomic_write
 from planet.replay import EpisodeError
@@ -31,8 +30,11 @@ CHECKPOINT_DIR = Path("checkpoints")
 MODEL_PATH = Path("models/model.pt")
 TRAIN_RUN = Path("runs/train.json")
 ENGINE_DIR = Path(__file__).resolve().parent.parent / "planet"
-# Parts of the params that shape the trained model: a checkpoint is only resumed when they match.
+# Parts of the params that shape the trained model: a checkpoint is only resumed when they match,
 TRAIN_SECTIONS = ("seed", "env", "data", "model", "train", "planner", "runtime")
+# except these, which only say how long a run goes, how it is saved, or how fast it computes: changing
+# them continues the run (tests/test_reliability.py holds a continued run equal to a longer one).
+SCHEDULE_KEYS = ("train.iterations", "train.checkpoint_every", "train.keep_checkpoints", "runtime.threads")
 
 USER_ERRORS = (ConfigError, EpisodeError, CheckpointError, NonFiniteError, OSError)
 
@@ -114,10 +116,10 @@ def setup_torch(cfg: Config) -> torch.device:
 def machine_config(cfg: Config, device: torch.device) -> Config:
     """`cfg` with `runtime.precision: auto` resolved for this machine (what the stage computes with;
     fingerprints and MLflow params keep what params.yaml says)."""
-    precision = resolve_precision(cfg.runtime.precision, device)
+    resolved = with_resolved_precision(cfg, device)
     if cfg.runtime.precision == "auto":
-        print(f"runtime.precision: auto -> {precision} on this {device.type}")
-    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=precision))
+        print(f"runtime.precision: auto -> {resolved.runtime.precision} on this {device.type}")
+    return resolved
 
 
 def file_digest(paths: list[Path]) -> str:
@@ -137,15 +139,40 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def code_digest(folder: Path = ENGINE_DIR) -> str:
-    """Hash of the engine's code: a checkpoint from other code is never resumed. It hashes each
-    module's syntax tree without docstrings, so edits to comments, docstrings or layout keep a run."""
+def engine_modules(entry: str = "trainer", folder: Path = ENGINE_DIR) -> list[Path]:
+    """`planet/<entry>.py` and every engine module it imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
+                       else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            todo += [m.split(".")[1] for m in modules if m.startswith("planet.")]
+    return sorted(folder / f"{name}.py" for name in seen)
+
+
+def code_digest(folder: Path = ENGINE_DIR, entry: str = "trainer") -> str:
+    """Hash of the engine code that training runs: a checkpoint from other code is never resumed.
+    Only the modules training imports count (the benchmark or the video writer do not), each by its
+    syntax tree without docstrings, so edits to comments, docstrings or layout keep a run."""
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.py")):
+    for path in engine_modules(entry, folder):
         tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
         digest.update(path.name.encode())
         digest.update(hashlib.sha256(ast.dump(tree).encode()).digest())
     return digest.hexdigest()[:12]
+
+
+def training_fingerprint(cfg: Config, seed_paths: list[Path]) -> str:
+    """What a checkpoint's weights depend on: the training params as written (`auto` included) less
+    `SCHEDULE_KEYS`, the training code, and the seed episodes."""
+    flat = {k: v for k, v in cfg.flat().items() if k.split(".")[0] in TRAIN_SECTIONS and k not in SCHEDULE_KEYS}
+    parts = [json.dumps(flat, sort_keys=True), code_digest(), file_digest(seed_paths)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -164,15 +191,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def load_model(cfg: Config, device: torch.device):
-    """The train stage's final model -> (WorldModel in eval mode, its extra info)."""
+    """The train stage's final model, built as it was trained -> (WorldModel in eval mode, its checkpoint).
+    One line when it does not fit these params (another network, env or frame size)."""
     from planet.checkpoint import load_checkpoint
-    from planet.model import WorldModel
+    from planet.trained import build_model
 
     ckpt = load_checkpoint(MODEL_PATH, map_location=device)
-    model = WorldModel(cfg.model, ckpt.extra["action_size"], cfg.env.image_size).to(device)
     try:
-        model.load_state_dict(ckpt.model)
-    except RuntimeError:
-        raise CheckpointError(f"{MODEL_PATH}: its weights do not fit the model section of {PARAMS}; "
-                              "rerun the train stage (dvc repro)") from None
-    return model.eval(), ckpt.extra
+        return build_model(ckpt, cfg, MODEL_PATH, device), ckpt
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; rerun the train stage (dvc repro)") from None

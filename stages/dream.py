@@ -6,29 +6,16 @@ true return over the first h open-loop steps (positive: the model promises more 
 the planner scores its plans with exactly such open-loop returns)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from planet.dream import dream, return_error
+from planet.dream import write_dreams
 from planet.replay import episode_paths, load_episode
-from planet.video import dream_panel, write_gif, write_mp4
 from stages import tracking
-from stages.common import (
-    REPLAY_DIR,
-    entry_point,
-    load_model,
-    load_params,
-    setup_torch,
-    write_csv,
-    write_json,
-)
-from stages.plots import plot_dream
+from stages.common import REPLAY_DIR, entry_point, load_model, load_params, setup_torch, write_csv, write_json
 
 OUT = Path("dream")
-HORIZONS = (1, 5, 10, 20, 50)
 
 
 @entry_point
@@ -37,46 +24,20 @@ def main() -> None:
     device = setup_torch(cfg)
     client, experiment_id = tracking.connect(cfg)
     model, trained = load_model(cfg, device)
-    paths = episode_paths(REPLAY_DIR)
     # The newest episodes show the trained agent; the seed episodes show random play.
-    chosen = paths[-cfg.dream.episodes:]
+    episodes = [load_episode(path) for path in episode_paths(REPLAY_DIR)[-cfg.dream.episodes:]]
     generator = torch.Generator(device).manual_seed(cfg.seed + 2)
-    shutil.rmtree(OUT, ignore_errors=True)
-    error_rows, reward_rows, errors, rewards = [], [], [], []
-    return_errors: dict[int, list[float]] = {h: [] for h in HORIZONS}
-    for i, path in enumerate(chosen):
-        result = dream(model, load_episode(path), cfg.dream.context_frames, cfg.dream.dream_steps, generator,
-                       cfg.train.bit_depth)
-        panel = dream_panel(result.real, result.imagined, cfg.dream.context_frames)
-        write_mp4(OUT / f"videos/dream_{i}.mp4", panel, cfg.dream.fps)
-        write_gif(OUT / f"gifs/dream_{i}.gif", panel, cfg.dream.fps)
-        errors.append(result.mse.tolist())
-        rewards.append((result.reward_true.tolist(), result.reward_pred.tolist()))
-        for h in HORIZONS:
-            error = return_error(result, cfg.dream.context_frames, h)
-            if error is not None:
-                return_errors[h].append(error)
-        for t, (mse, true, pred) in enumerate(zip(result.mse, result.reward_true, result.reward_pred)):
-            horizon = t + 1 - cfg.dream.context_frames  # <= 0: a context frame
-            error_rows.append({"episode": i, "step": t + 1, "horizon": horizon, "mse": float(mse)})
-            reward_rows.append({"episode": i, "step": t + 1, "reward_true": float(true),
-                                "reward_predicted": float(pred)})
-    write_csv("plots/dream_error.csv", error_rows)
-    write_csv("plots/dream_reward.csv", reward_rows)
-    plot_dream(errors, rewards, cfg.dream.context_frames, OUT / "error.png")
-    metrics = {}
-    for h in HORIZONS:
-        values = [r["mse"] for r in error_rows if r["horizon"] == h]
-        if values:
-            metrics[f"mse_h{h}"] = round(float(np.mean(values)), 6)
-        if return_errors[h]:
-            metrics[f"return_error_h{h}"] = round(float(np.mean(return_errors[h])), 3)
-    write_json("metrics/dream.json", metrics)
+    report = write_dreams(model, episodes, cfg.dream.context_frames, cfg.dream.dream_steps, generator, OUT,
+                          cfg.dream.fps, cfg.train.bit_depth)
+    write_csv("plots/dream_error.csv", report.errors)
+    write_csv("plots/dream_reward.csv", report.rewards)
+    write_json("metrics/dream.json", report.metrics)
 
     run_id = tracking.run_for_stage(client, experiment_id, cfg, "dream")
-    tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in metrics.items()}, trained.get("env_steps", 0))
+    tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in report.metrics.items()},
+                         trained.progress.env_steps)
     client.log_artifacts(run_id, str(OUT), "dream")
-    print(f"dream: {len(chosen)} dreams in {OUT}/, {metrics} (MLflow run {run_id})")
+    print(f"dream: {len(episodes)} dreams in {OUT}/, {report.metrics} (MLflow run {run_id})")
 
 
 if __name__ == "__main__":

@@ -7,19 +7,20 @@ from test_replay import make_episode
 
 from planet.checkpoint import (
     CheckpointError,
+    TrainProgress,
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     save_checkpoint,
 )
-from planet.config import Config, EnvConfig, TrainConfig
+from planet.config import Config, EnvConfig, TrainConfig, load_config
 from planet.replay import SequenceSampler
 from planet.trainer import Trainer
 
 
 def tiny_config(tiny_model_cfg):
-    return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16), model=tiny_model_cfg,
+    return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                   train=TrainConfig(steps_per_iteration=3, batch_size=2, seq_len=4))
 
 
@@ -28,12 +29,13 @@ def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg)
     episodes = [make_episode(12, size=16, start=s) for s in (0, 50)]
     first = Trainer(cfg, 1, torch.device("cpu"))
     first.train_iteration(SequenceSampler(episodes, 4, first.rng), 0)
-    save_checkpoint(tmp_path, first.checkpoint(1, "abc", {"episodes": 2}), keep=3)
+    save_checkpoint(tmp_path, first.checkpoint("abc", TrainProgress(iteration=1, episodes=2)), keep=3)
     expected = first.train_iteration(SequenceSampler(episodes, 4, first.rng), 1)
 
     second = Trainer(cfg, 1, torch.device("cpu"))
     ckpt = load_checkpoint(checkpoint_path(tmp_path, 1), fingerprint="abc")
-    assert ckpt.iteration == 1 and ckpt.extra == {"episodes": 2}
+    assert ckpt.iteration == 1 and ckpt.progress == TrainProgress(iteration=1, episodes=2)
+    assert load_config(ckpt.config) == first.cfg and ckpt.action_low == [-1.0] and ckpt.action_high == [1.0]
     second.restore(ckpt)
     assert second.train_iteration(SequenceSampler(episodes, 4, second.rng), 1) == expected
 
@@ -41,7 +43,7 @@ def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg)
 def test_keeps_the_newest_k_and_skips_bad_ones(tmp_path, tiny_model_cfg):
     trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
     for it in range(1, 6):
-        save_checkpoint(tmp_path, trainer.checkpoint(it, "fp", {}), keep=3)
+        save_checkpoint(tmp_path, trainer.checkpoint("fp", TrainProgress(iteration=it)), keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [f"checkpoint_00000{i}.pt" for i in (3, 4, 5)]
     newest = checkpoint_path(tmp_path, 5)
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a crash mid-copy
@@ -74,7 +76,7 @@ def test_malicious_pickle_is_never_run(tmp_path):
     global MARKER
     MARKER = str(tmp_path / "pwned")
     path = tmp_path / "checkpoint_000001.pt"
-    torch.save({"format": "planet-checkpoint/1", "evil": Payload()}, path)
+    torch.save({"format": "planet-checkpoint/2", "evil": Payload()}, path)
     with pytest.raises(CheckpointError, match="checkpoint_000001.pt"):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
@@ -91,5 +93,5 @@ def test_nan_weights_are_never_saved(tmp_path, tiny_model_cfg):
     with torch.no_grad():
         trainer.model.reward.net[0].weight[0, 0] = np.nan
     with pytest.raises(CheckpointError, match="not finite"):
-        save_checkpoint(tmp_path, trainer.checkpoint(1, "fp", {}), keep=2)
+        save_checkpoint(tmp_path, trainer.checkpoint("fp", TrainProgress(iteration=1)), keep=2)
     assert list_checkpoints(tmp_path) == [] and list(tmp_path.iterdir()) == []

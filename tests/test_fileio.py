@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from planet.checkpoint import latest_checkpoint, load_checkpoint
+from planet.checkpoint import TrainProgress, latest_checkpoint, load_checkpoint
 from planet.fileio import TEMP_GLOB, atomic_write
 
 WRITER = """
@@ -53,7 +53,7 @@ def test_sigkill_mid_write_keeps_the_previous_checkpoint(tmp_path):
 
     cfg = tiny_config(ModelConfig(belief_size=16, state_size=4, embed_size=32, hidden_size=16,
                                   reward_hidden_size=16, cnn_depth=4))
-    save_checkpoint(tmp_path, Trainer(cfg, 1, torch.device("cpu")).checkpoint(1, "fp", {}), keep=3)
+    save_checkpoint(tmp_path, Trainer(cfg, 1, torch.device("cpu")).checkpoint("fp", TrainProgress(iteration=1)), keep=3)
     good = (tmp_path / "checkpoint_000001.pt").read_bytes()
     victim = tmp_path / "checkpoint_000001.pt"  # the next save overwrites the same name
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(victim)], stdout=subprocess.PIPE, text=True,

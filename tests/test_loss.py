@@ -77,14 +77,15 @@ def test_vectorised_overshooting_equals_the_loop(tiny_model_cfg):
 def test_terms_and_free_nats(tiny_model_cfg):
     torch.manual_seed(0)
     model = WorldModel(tiny_model_cfg, 1, 16)
-    terms = world_model_loss(model, random_batch(), TrainConfig(), torch.Generator().manual_seed(0))
-    cfg = TrainConfig()
-    expected = terms.recon + terms.reward + cfg.kl_beta * terms.kl + cfg.overshoot_beta * terms.overshoot
-    assert torch.allclose(terms.total, expected) and terms.overshoot_reward.item() == 0.0  # off by default
-    cfg = TrainConfig(overshoot_reward_scale=3.0)
+    cfg = TrainConfig(reward_scale=10.0, kl_beta=0.5, overshoot_beta=0.25)  # no weight of 1 hides a missing one
     terms = world_model_loss(model, random_batch(), cfg, torch.Generator().manual_seed(0))
-    expected = (terms.recon + terms.reward + cfg.kl_beta * terms.kl + cfg.overshoot_beta * terms.overshoot
-                + 3.0 * terms.overshoot_reward)
+    expected = (terms.recon + cfg.reward_scale * terms.reward + cfg.kl_beta * terms.kl
+                + cfg.overshoot_beta * terms.overshoot)
+    assert torch.allclose(terms.total, expected) and terms.overshoot_reward.item() == 0.0  # off by default
+    cfg = TrainConfig(reward_scale=10.0, kl_beta=0.5, overshoot_beta=0.25, overshoot_reward_scale=3.0)
+    terms = world_model_loss(model, random_batch(), cfg, torch.Generator().manual_seed(0))
+    expected = (terms.recon + cfg.reward_scale * terms.reward + cfg.kl_beta * terms.kl
+                + cfg.overshoot_beta * terms.overshoot + 3.0 * terms.overshoot_reward)
     assert terms.overshoot_reward.item() > 0 and torch.allclose(terms.total, expected)
     assert all(t.ndim == 0 and torch.isfinite(t) for t in terms)
     free = world_model_loss(model, random_batch(), TrainConfig(free_nats=1e6), torch.Generator().manual_seed(0))

@@ -1,3 +1,5 @@
+import dataclasses
+
 import torch
 
 from planet.config import ModelConfig
@@ -9,7 +11,7 @@ def test_seed_sizes_give_the_seed_parameter_count():
 
 
 def test_shapes(tiny_model_cfg):
-    model = WorldModel(tiny_model_cfg, action_size=2, image_size=32)
+    model = WorldModel(dataclasses.replace(tiny_model_cfg, decoder_output="sigmoid"), action_size=2, image_size=32)
     steps, batch = 5, 3
     obs = torch.rand(steps, batch, 32, 32, 3)
     embed = model.encode(obs)
@@ -42,7 +44,7 @@ def test_split_posterior_layer_equals_the_concatenated_one(tiny_model_cfg):
 
 
 def test_decoder_output_sigmoid_or_linear_same_parameters():
-    sigmoid = WorldModel(ModelConfig(), action_size=1, image_size=64)
+    sigmoid = WorldModel(ModelConfig(decoder_output="sigmoid"), action_size=1, image_size=64)
     linear = WorldModel(ModelConfig(decoder_output="linear"), action_size=1, image_size=64)
     assert parameter_count(linear) == parameter_count(sigmoid)
     linear.load_state_dict(sigmoid.state_dict())

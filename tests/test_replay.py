@@ -79,7 +79,7 @@ def test_sampler_is_seeded_and_fails_clearly():
 
 def test_time_alignment_with_a_real_env():
     """CounterEnv: frame k shows 10k, reward for env action u at count k is 10u + k, u = 2a."""
-    env = PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16))
+    env = PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1))
     (episode,) = run_episodes([env], [5], rng=np.random.default_rng(0))
     assert len(episode) == 12 and episode.truncated[-1] and not episode.truncated[:-1].any()
     sampler = SequenceSampler([episode], seq_len=4, rng=np.random.default_rng(0))

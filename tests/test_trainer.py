@@ -10,7 +10,7 @@ from planet.trainer import NonFiniteError, Trainer
 
 
 def tiny(tiny_model_cfg, **train):
-    return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16), model=tiny_model_cfg,
+    return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                   train=TrainConfig(steps_per_iteration=4, batch_size=2, seq_len=4, **train))
 
 

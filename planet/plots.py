@@ -1,16 +1,24 @@
-"""PNG figures for humans and MLflow (DVC renders the CSVs itself)."""
+"""PNG figures for humans and MLflow (DVC renders the CSVs itself).
+
+matplotlib is imported inside the functions, so `planet` still imports with just torch, numpy and
+gymnasium."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
+    plt = _pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     keys = ["collect_return", "recon", "reward", "kl", "overshoot", "grad_norm"]
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), constrained_layout=True)
@@ -32,6 +40,7 @@ def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 def plot_dream(errors: list[list[float]], rewards: list[tuple[list[float], list[float]]], context: int,
                path: str | Path) -> None:
+    plt = _pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_err, ax_rew) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for i, mse in enumerate(errors):

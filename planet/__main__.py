@@ -1,0 +1,3 @@
+from planet.cli import main
+
+main()

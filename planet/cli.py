@@ -1,0 +1,99 @@
+"""`python -m planet` (or `planet`): evaluate or dream with any trained model file, from any folder.
+
+    planet evaluate MODEL [--episodes N] [--horizon H] [--seed S] [--video PATH]
+    planet dream MODEL [--episodes N] [--out DIR]
+
+MODEL is a checkpoint or a `models/model.pt`; everything else (env, network, planner) comes from
+the config recorded in it. Mistakes (a missing or foreign file, a bad number) are one line on
+stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from planet.checkpoint import CheckpointError
+from planet.config import Config, ConfigError, load_config
+from planet.dream import write_dreams
+from planet.evaluation import evaluate
+from planet.replay import EpisodeError
+from planet.trained import load_model
+from planet.video import upscale, write_mp4
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="planet", description="Evaluate or dream with a trained PlaNet model.")
+    commands = main.add_subparsers(dest="command", required=True)
+    evaluate_cmd = commands.add_parser("evaluate", help="run planner episodes and print the return")
+    evaluate_cmd.add_argument("model", type=Path, help="a checkpoint or models/model.pt")
+    evaluate_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's evaluate.episodes)")
+    evaluate_cmd.add_argument("--horizon", type=positive_int, help="planning horizon (default: the model's)")
+    evaluate_cmd.add_argument("--seed", type=int, help="seed of the env resets and the planner (default: the model's)")
+    evaluate_cmd.add_argument("--video", type=Path, default=Path("eval.mp4"), help="video of the first episode")
+    dream_cmd = commands.add_parser("dream", help="dream open-loop from fresh episodes; write videos and a plot")
+    dream_cmd.add_argument("model", type=Path, help="a checkpoint or models/model.pt")
+    dream_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's dream.episodes)")
+    dream_cmd.add_argument("--seed", type=int, help="seed (default: the model's)")
+    dream_cmd.add_argument("--out", type=Path, default=Path("dream"), help="folder for the videos and error.png")
+    for command in (evaluate_cmd, dream_cmd):
+        command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    return main
+
+
+def for_this_machine(cfg: Config, **changes) -> Config:
+    """The model's config with CLI overrides, precision chosen again for this machine."""
+    flat = dataclasses.asdict(cfg)
+    flat["runtime"]["precision"] = "auto"
+    for key, value in changes.items():
+        if value is not None:
+            section, name = key.split("__")
+            flat[section][name] = value
+    return load_config(flat)
+
+
+def run(args: argparse.Namespace) -> None:
+    model, trained_cfg = load_model(args.model, args.device)
+    cfg = for_this_machine(trained_cfg)
+    seed = cfg.seed if args.seed is None else args.seed
+    if args.command == "evaluate":
+        cfg = for_this_machine(trained_cfg, evaluate__horizon=args.horizon)
+        episodes = evaluate(model, cfg, args.episodes or cfg.evaluate.episodes, seed)
+        returns = [e.total_reward for e in episodes]
+        write_mp4(args.video, upscale(episodes[0].obs, 4), fps=15)
+        print(f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes of {cfg.env.id} "
+              f"(planning {cfg.evaluation_planner().horizon} steps ahead); video of the first: {args.video}")
+    else:
+        episodes = evaluate(model, cfg, args.episodes or cfg.dream.episodes, seed)
+        generator = torch.Generator(next(model.parameters()).device).manual_seed(seed + 2)
+        report = write_dreams(model, episodes, cfg.dream.context_frames, cfg.dream.dream_steps, generator, args.out,
+                              cfg.dream.fps, cfg.train.bit_depth)
+        print(f"{len(episodes)} dreams in {args.out}/ (videos/, gifs/, error.png): {report.metrics}")
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        run(args)
+    except (CheckpointError, ConfigError, EpisodeError) as err:
+        fail(str(err))
+    except OSError as err:
+        fail(f"{err.filename or args.model}: {err.strerror or err}")
+    except KeyboardInterrupt:
+        fail("interrupted")

@@ -1,0 +1,98 @@
+"""Trained models as artifacts: rebuild one from its file alone, and act with it.
+
+A checkpoint or `models/model.pt` carries the resolved config it was trained with and the env's
+action bounds (`planet.checkpoint`), so no params file is needed:
+
+    model, cfg = planet.load_model("models/model.pt")
+    agent = planet.load_agent("models/model.pt")
+    agent.reset()
+    action = agent.act(frame)  # frame: (H, W, 3) uint8 as the env renders it -> action in env units
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from planet.agent import Agent
+from planet.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from planet.config import Config, ConfigError, load_config
+from planet.device import resolve_device, resolve_precision
+from planet.envs import center_crop, resize_frame
+from planet.model import WorldModel
+from planet.planner import Planner
+
+# What a model file must agree on with a config that uses it: the network, and the frames it sees.
+FITTING_KEYS = ("model.", "env.id", "env.image_size", "env.crop")
+
+
+def saved_config(ckpt: Checkpoint, path: Path) -> Config:
+    try:
+        return load_config(ckpt.config)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its recorded config is not valid here ({err})") from None
+
+
+def config_mismatch(trained: Config, cfg: Config) -> list[str]:
+    """`key: trained value -> cfg value` for each key that must agree between a model and a config."""
+    saved, wanted = trained.flat(), cfg.flat()
+    return [f"{key}: {saved[key]!r} -> {wanted[key]!r}" for key in saved
+            if key.startswith(FITTING_KEYS) and saved[key] != wanted[key]]
+
+
+def build_model(ckpt: Checkpoint, cfg: Config, path: Path, device: torch.device) -> WorldModel:
+    """The network of `cfg` with the checkpoint's weights, in eval mode; one line if they do not fit."""
+    mismatch = config_mismatch(saved_config(ckpt, path), cfg)
+    if mismatch:
+        raise CheckpointError(f"{path}: trained under other settings than these ({'; '.join(mismatch)})")
+    model = WorldModel(cfg.model, ckpt.action_size, cfg.env.image_size).to(device)
+    model.load_state_dict(ckpt.model)
+    return model.eval()
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[WorldModel, Config]:
+    """A checkpoint or model file -> (the world model in eval mode, the config it was trained with)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path, map_location=resolve_device(device))
+    cfg = saved_config(ckpt, path)
+    return build_model(ckpt, cfg, path, resolve_device(device)), cfg
+
+
+class PlanetAgent:
+    """A trained model and the CEM planner, acting on raw frames, in the env's own action units.
+
+    Each `act` crops and resizes the frame as training did, filters it into the belief together with
+    the previous action, plans, and returns the first action of the plan (no exploration noise)."""
+
+    def __init__(self, model: WorldModel, cfg: Config, action_low: np.ndarray, action_high: np.ndarray,
+                 seed: int = 0):
+        device = next(model.parameters()).device
+        self.cfg = cfg
+        self.low, self.high = action_low.astype(np.float32), action_high.astype(np.float32)
+        precision = resolve_precision(cfg.runtime.precision, device)
+        planner = Planner(model, cfg.evaluation_planner(), precision, compile=False)
+        self.agent = Agent(model, planner, torch.Generator(device).manual_seed(seed), cfg.train.bit_depth)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode: initial belief, zero previous action."""
+        self.agent.reset(1)
+
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 frame -> (A,) action within the env's bounds."""
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
+        obs = resize_frame(center_crop(frame, self.cfg.env.crop), self.cfg.env.image_size)  # (S, S, 3)
+        self.agent.observe(obs[None])
+        unit = self.agent.act()[0]  # (A,) in [-1, 1]
+        return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+
+
+def load_agent(path: str | Path, device: str = "cpu", seed: int = 0) -> PlanetAgent:
+    """A checkpoint or model file -> an agent with `reset()` and `act(frame)`."""
+    path = Path(path)
+    ckpt = load_checkpoint(path, map_location=resolve_device(device))
+    cfg = saved_config(ckpt, path)
+    model = build_model(ckpt, cfg, path, resolve_device(device))
+    return PlanetAgent(model, cfg, np.array(ckpt.action_low), np.array(ckpt.action_high), seed)
