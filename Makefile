@@ -7,10 +7,11 @@ DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch wal
 
 .PHONY: repro quick seed-baseline test lint bench ui $(DMC_TASKS)
 
-$(BIN)/dvc: requirements.txt requirements.lock
+$(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .  # the `planet` command
 	touch $(BIN)/dvc
 
 repro: $(BIN)/dvc  ## run the whole pipeline with params.yaml
