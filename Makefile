@@ -36,5 +36,5 @@ lint: $(BIN)/dvc
 bench: $(BIN)/dvc  ## speed of one train step and one plan
 	$(BIN)/python -m planet.bench --device auto
 
-ui: $(BIN)/dvc  ## the MLflow UI on http://127.0.0.1:5000 over this project's store
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+ui: $(BIN)/dvc  ## the MLflow UI on http://127.0.0.1:5000, opened on this project's training runs
+	$(BIN)/python -m stages.ui

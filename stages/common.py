@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,43 @@ ParamsLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$"
                r"|^\.(?:nan|NaN|NAN)$"),
     list("-+0123456789."))
+
+
+class LineProgress:
+    """tqdm's interface as plain lines, one every `every` seconds: carriage-return updates would
+    interleave with the stage's own lines in a log file."""
+
+    def __init__(self, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it",
+                 every: float = 30.0, **_: Any):
+        self.total, self.count, self.desc, self.unit, self.every = total, initial, desc, unit, every
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            of = f"/{self.total}" if self.total else ""
+            print(f"{self.desc}: {self.count}{of} {self.unit} ({now - self.start:.0f} s)", flush=True)
+
+    def write(self, line: str) -> None:
+        print(line, flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def progress_bar(**kwargs: Any):
+    """A tqdm bar on a terminal; elsewhere (nohup, CI, a pipe) plain periodic lines."""
+    from tqdm import tqdm
+
+    return tqdm(**kwargs) if sys.stderr.isatty() else LineProgress(**kwargs)
 
 
 def read_params(text: str) -> Any:

@@ -33,10 +33,10 @@ def main() -> None:
     write_csv("plots/dream_reward.csv", report.rewards)
     write_json("metrics/dream.json", report.metrics)
 
-    run_id = tracking.run_for_stage(client, experiment_id, cfg, "dream")
-    tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in report.metrics.items()},
-                         trained.progress.env_steps)
-    client.log_artifacts(run_id, str(OUT), "dream")
+    with tracking.closing_run(client, tracking.run_for_stage(client, experiment_id, cfg, "dream")) as run_id:
+        tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in report.metrics.items()},
+                             trained.progress.env_steps)
+        client.log_artifacts(run_id, str(OUT), "dream")
     print(f"dream: {len(episodes)} dreams in {OUT}/, {report.metrics} (MLflow run {run_id})")
 
 

@@ -4,13 +4,12 @@ writes metrics/eval.json and a video of the first episode."""
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
 from planet.envs import episode_steps
 from planet.evaluation import evaluate, evaluation_seeds
 from planet.video import upscale, write_gif, write_mp4
 from stages import tracking
-from stages.common import entry_point, load_model, load_params, machine_config, setup_torch, write_json
+from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch, write_json
 
 
 @entry_point
@@ -20,7 +19,7 @@ def main() -> None:
     client, experiment_id = tracking.connect(params)
     model, trained = load_model(params, device)
     cfg = machine_config(params, device)
-    with tqdm(total=episode_steps(cfg.env), unit="step",
+    with progress_bar(total=episode_steps(cfg.env), unit="step",
               desc=f"evaluate ({cfg.evaluate.episodes} episodes side by side)") as bar:
         episodes = evaluate(model, cfg, cfg.evaluate.episodes, cfg.seed, progress=bar.update)
     returns = [round(e.total_reward, 4) for e in episodes]
@@ -30,13 +29,13 @@ def main() -> None:
     write_mp4("videos/eval.mp4", upscale(episodes[0].obs, 4), fps=15)
     write_gif("plots/eval.gif", upscale(episodes[0].obs, 4), fps=15)
 
-    run_id = tracking.run_for_stage(client, experiment_id, params, "evaluate")
-    tracking.log_metrics(client, run_id, {"eval/return_mean": metrics["return_mean"],
-                                          "eval/return_std": metrics["return_std"],
-                                          **{f"eval/return_ep{i}": r for i, r in enumerate(returns)}},
-                         trained.progress.env_steps)
-    client.log_artifact(run_id, "videos/eval.mp4", "evaluate")
-    client.log_artifact(run_id, "plots/eval.gif", "evaluate")
+    with tracking.closing_run(client, tracking.run_for_stage(client, experiment_id, params, "evaluate")) as run_id:
+        tracking.log_metrics(client, run_id, {"eval/return_mean": metrics["return_mean"],
+                                              "eval/return_std": metrics["return_std"],
+                                              **{f"eval/return_ep{i}": r for i, r in enumerate(returns)}},
+                             trained.progress.env_steps)
+        client.log_artifact(run_id, "videos/eval.mp4", "evaluate")
+        client.log_artifact(run_id, "plots/eval.gif", "evaluate")
     print(f"evaluate: return {metrics['return_mean']:.1f} +- {metrics['return_std']:.1f} over {len(returns)} "
           f"episodes, planning {cfg.evaluation_planner().horizon} steps ahead (MLflow run {run_id})")
 

@@ -11,6 +11,8 @@ import datetime as dt
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ import torch
 
 from planet.config import Config
 from stages.common import TRAIN_RUN, StageError
+
+# The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def project_root(cwd: Path | None = None) -> Path:
@@ -50,7 +55,10 @@ def connect(cfg: Config):
             location = None
             if uri.startswith("sqlite:///"):
                 location = (project_root() / "mlartifacts").as_uri()
-            return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+            return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
+                                                    tags={EXPERIMENT_KIND: MODEL_TRAINING})
+        if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return client, experiment.experiment_id
     except Exception as err:  # MLflow raises many types for an unreachable or read-only store
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
@@ -95,7 +103,10 @@ def start_train_run(client, experiment_id: str, cfg: Config, tags: dict[str, str
             return resume_id
         except Exception:
             pass  # the run was deleted from the store: start a fresh one
-    name = f"{cfg.env.id}-{cfg.fingerprint()[:6]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    # The DVC experiment's name says what the run is; without one, the env, the params' hash and the time.
+    experiment = os.environ.get("DVC_EXP_NAME")
+    name = (f"{experiment} ({cfg.env.id})" if experiment
+            else f"{cfg.env.id}-{cfg.fingerprint()[:6]}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     run = client.create_run(experiment_id, run_name=name, tags=tags)
     _log_params(client, run.info.run_id, cfg.flat())
     return run.info.run_id
@@ -123,3 +134,15 @@ def log_metrics(client, run_id: str, metrics: dict[str, float], step: int) -> No
 
     now = int(dt.datetime.now().timestamp() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+@contextmanager
+def closing_run(client, run_id: str) -> Iterator[str]:
+    """Ends `run_id` when the block does: FINISHED, or FAILED (with its end time) when it raises or
+    is interrupted, so no run the pipeline opened stays RUNNING."""
+    try:
+        yield run_id
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from tqdm import tqdm
-
 from planet.checkpoint import (
     Checkpoint,
     TrainProgress,
@@ -40,6 +38,7 @@ from stages.common import (
     entry_point,
     load_params,
     machine_config,
+    progress_bar,
     setup_torch,
     training_fingerprint,
     write_csv,
@@ -144,8 +143,17 @@ def main() -> None:
                                                tracking.run_tags(cfg, device, fingerprint), progress.run_id)
     write_json(TRAIN_RUN, {"run_id": progress.run_id, "experiment_id": experiment_id})
 
+    with tracking.closing_run(client, progress.run_id):
+        train_loop(cfg, trainer, envs, progress, fingerprint, limit, client)
+        finish_run(client, trainer.checkpoint(fingerprint, progress, weights_only=True))
+
+
+def train_loop(cfg: Config, trainer: Trainer, envs: list[PixelEnv], progress: TrainProgress, fingerprint: str,
+               limit: int | None, client) -> None:
+    """Iterations up to `train.iterations`: gradient steps, one collected episode per env, a checkpoint
+    every `train.checkpoint_every` and at the end."""
     sampler = SequenceSampler(load_episodes(REPLAY_DIR), cfg.train.seq_len, trainer.rng)
-    bar = tqdm(total=cfg.train.iterations, initial=progress.iteration, desc="train", unit="it")
+    bar = progress_bar(total=cfg.train.iterations, initial=progress.iteration, desc="train", unit="it")
     while progress.iteration < cfg.train.iterations:
         start = time.perf_counter()
         losses = trainer.train_iteration(sampler, progress.iteration)
@@ -167,15 +175,13 @@ def main() -> None:
                                 "wall_time_s": progress.elapsed_s})
         record_iteration(client, progress, bar)
         if progress.iteration % cfg.train.checkpoint_every == 0 or progress.iteration == cfg.train.iterations:
-            save_checkpoint(CHECKPOINT_DIR, trainer.checkpoint(fingerprint, progress),
-                            cfg.train.keep_checkpoints)
+            save_checkpoint(CHECKPOINT_DIR, trainer.checkpoint(fingerprint, progress), cfg.train.keep_checkpoints)
     bar.close()
     for env in envs:
         env.close()
-    finish_run(client, trainer.checkpoint(fingerprint, progress, weights_only=True))
 
 
-def record_iteration(client, progress: TrainProgress, bar: tqdm) -> None:
+def record_iteration(client, progress: TrainProgress, bar) -> None:
     """One finished iteration -> the curves files, MLflow (step = env steps) and one console line."""
     row, timing = progress.rows[-1], progress.timing[-1]
     write_csv(CURVES, progress.rows)
@@ -202,7 +208,6 @@ def finish_run(client, model: Checkpoint) -> None:
     plot_training(progress.rows, "plots/train.png")
     client.log_artifact(progress.run_id, "plots/train.png", "plots")
     client.log_artifact(progress.run_id, str(PARAMS))
-    client.set_terminated(progress.run_id)
     print(f"train: done, {progress.env_steps} env steps, model in {MODEL_PATH}, MLflow run {progress.run_id}")
 
 

@@ -156,6 +156,15 @@ def test_changing_an_evaluate_param_reruns_only_evaluate_then_nothing(project):
     assert ran_stages(run(["dvc", "repro"], project).stdout) == []  # a no-op
 
 
+def test_every_mlflow_run_the_pipeline_opened_has_ended(project):
+    client = mlflow_client(project)
+    train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    runs = client.search_runs([client.get_run(train_id).info.experiment_id])
+    assert len(runs) >= 2  # the training run and the evaluate child of the test before
+    assert all(r.info.status == "FINISHED" and r.info.end_time for r in runs), [(r.info.run_name, r.info.status)
+                                                                              for r in runs]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,27 @@
+"""`make ui`: the MLflow UI over this project's store, on 127.0.0.1, announced with the address of
+the training runs of the experiment in params.yaml."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from stages import tracking
+from stages.common import entry_point, load_params
+
+PORT = os.environ.get("MLFLOW_UI_PORT", "5000")
+
+
+@entry_point
+def main() -> None:
+    cfg = load_params()
+    client, experiment_id = tracking.connect(cfg)
+    print(f"MLflow UI: http://127.0.0.1:{PORT}/#/experiments/{experiment_id}  (experiment '{cfg.mlflow.experiment}', "
+          f"one row per training run; tick two and press Compare)", flush=True)
+    mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", tracking.tracking_uri(), "--host", "127.0.0.1",
+                      "--port", PORT])
+
+
+if __name__ == "__main__":
+    main()
