@@ -158,12 +158,12 @@ class RuntimeConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """bf16 runs matmuls and convs under autocast; distributions and losses stay fp32. auto: bf16 on a
     CUDA device that supports it; on a CPU, bf16 only where a short matmul probe finds it at least 10%
-    faster than fp32 (on a 2-core Xeon with avx512_bf16 but no AMX, fp32 trained 1.3x and planned 1.7x faster)."""
+    faster than fp32 (CPUs differ: docs/performance.md). A run keeps the choice it started with."""
     threads: int = 0
     """torch CPU threads; 0 keeps torch's default (one per core)."""
     compile: bool = True
     """torch.compile the planner's rollout step: seconds to compile on the first plan, then faster plans
-    (471 -> 430 ms back to back on the 2-core CPU). false for debugging, or where torch.compile has no
+    (docs/performance.md). false for debugging, or where torch.compile has no
     C++ compiler to call. On a CPU in bf16 the rollout runs on weights packed for oneDNN instead
     (`planet.packed`, faster still, nothing to compile), so there this only matters for fp32."""
 

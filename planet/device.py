@@ -68,7 +68,7 @@ def keep_freed_memory() -> bool:
     T*B frames). By default glibc serves those with mmap and unmaps them on free, so the next step
     faults every page in again and the kernel zeroes it: about 140k page faults and 12% of a step's
     CPU time in the kernel on a 2-core AMD EPYC. Serving everything from the heap and never trimming
-    it removes that (measured: 1552 -> 1340 ms and 1471 -> 1294 ms per step). It changes no result;
+    it removes that (docs/performance.md has the figures). It changes no result;
     the process keeps its peak memory until it exits. Process-wide, so only entry points call it.
     Returns False where the C library is not glibc (then nothing changes)."""
     name = ctypes.util.find_library("c")

@@ -5,8 +5,8 @@ Under autocast every call casts its fp32 weight to bf16 again, `addmm` first cop
 its output, and each ReLU is one more pass over memory. Here each layer's weight is cast to bf16 and
 reordered into oneDNN's blocked layout once per plan (`torch.ops.mkldnn._reorder_linear_weight`, what
 torch.compile's freezing pass does to frozen weights), and each call adds its bias and applies its
-ReLU inside the matmul (`torch.ops.mkldnn._linear_pointwise`). Measured on the 2-core AMD EPYC:
-plans 1.11-1.25x faster than with the compiled autocast step (README, "Speed").
+ReLU inside the matmul (`torch.ops.mkldnn._linear_pointwise`). On the 2-core AMD EPYC this plans
+faster than the compiled autocast step (docs/performance.md has the figures).
 
 The maths is the model's own (`gru_gates`, `positive_std`, the reward MLP's layers), so a step
 matches `planner.imagine_reward` under bf16 autocast to bf16 rounding (tests/test_packed.py). Packed

@@ -1,4 +1,4 @@
-"""The helper scripts behind the README's "Learning" section."""
+"""The helper scripts behind the experiment record (docs/experiments.md)."""
 import importlib.util
 import json
 import subprocess
