@@ -88,8 +88,25 @@ def test_terms_and_free_nats(tiny_model_cfg):
                 + cfg.overshoot_beta * terms.overshoot + 3.0 * terms.overshoot_reward)
     assert terms.overshoot_reward.item() > 0 and torch.allclose(terms.total, expected)
     assert all(t.ndim == 0 and torch.isfinite(t) for t in terms)
-    free = world_model_loss(model, random_batch(), TrainConfig(free_nats=1e6), torch.Generator().manual_seed(0))
-    assert free.kl.item() == 1e6  # every step below the free nats is clamped to it
+
+
+
+def test_free_nats_clamp_each_step_not_the_mean(tiny_model_cfg, monkeypatch):
+    """The official code clamps the KL of every (t, b) at `free_nats`, then averages; clamping the
+    mean instead gives another loss (and gradient) whenever some steps are above and some below."""
+    import planet.loss
+
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    seen = []
+    monkeypatch.setattr(planet.loss, "kl_divergence", lambda q, p: seen.append(kl_divergence(q, p)) or seen[-1])
+    world_model_loss(model, random_batch(), TrainConfig(), torch.Generator().manual_seed(0))
+    per_step = seen[-1].detach()  # (T, B)
+    free_nats = per_step.median().item()
+    terms = world_model_loss(model, random_batch(), TrainConfig(free_nats=free_nats), torch.Generator().manual_seed(0))
+    expected = per_step.clamp(min=free_nats).mean()
+    assert torch.allclose(terms.kl, expected)
+    assert not torch.allclose(expected, per_step.mean().clamp(min=free_nats))  # the two rules differ here
 
 
 def test_bit_depth_quantises_and_dequantises():
