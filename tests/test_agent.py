@@ -65,3 +65,33 @@ def test_warm_start_hands_each_plan_the_last_one_shifted_and_resets_per_episode(
                 assert torch.equal(planner.starts[i][-1], torch.zeros(2, 1))
             else:
                 assert planner.starts[i] is None
+
+
+def test_acting_filters_frames_exactly_as_training_observes_them(tiny_model_cfg):
+    """At act time the agent filters o_t with the action a_{t-1} that led to it (zero before o_0);
+    `rssm.observe` over the same frames and previous actions, as training lays out the replay
+    (frame t+1 with action t), must give the same beliefs and states: the seed had an off-by-one here."""
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    planner = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2))
+    calls = []
+    step = model.rssm.posterior_step
+
+    def recording_step(latent, action, embed_part, noise):
+        result = step(latent, action, embed_part, noise)
+        calls.append((action.clone(), noise.clone(), result[0]))
+        return result
+
+    model.rssm.posterior_step = recording_step
+    env = PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2))
+    (episode,) = run_episodes([env], [5], Agent(model, planner, torch.Generator().manual_seed(0)), 0.3)
+    model.rssm.posterior_step = step
+    steps = len(episode)
+    assert len(calls) == steps  # o_0 .. o_{T-1}, each filtered once before acting
+    previous = np.concatenate([np.zeros((1, 1), np.float32), episode.action[:-1]])  # a_{-1} = 0, a_0 .. a_{T-2}
+    assert np.array_equal(torch.stack([c[0] for c in calls])[:, 0].numpy(), previous)
+    with torch.no_grad():
+        frames = torch.as_tensor(episode.obs[:steps])[:, None].float() / 255  # (T, 1, S, S, 3)
+        observed = model.rssm.observe(model.encode(frames), torch.as_tensor(previous)[:, None],
+                                      model.rssm.initial(1, torch.device("cpu")), torch.stack([c[1] for c in calls]))
+    assert torch.allclose(observed.beliefs[:, 0], torch.stack([c[2].belief[0] for c in calls]), atol=1e-5)
+    assert torch.allclose(observed.states[:, 0], torch.stack([c[2].state[0] for c in calls]), atol=1e-5)
