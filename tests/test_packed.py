@@ -57,12 +57,18 @@ def test_packed_and_autocast_rollouts_score_candidates_alike(tiny_model_cfg):
     assert in_reference_top.float().mean() >= 0.9
 
 
-def test_the_planner_packs_on_cpu_in_bf16_only(tiny_model_cfg):
+def test_the_planner_packs_on_cpu_in_bf16_only(tiny_model_cfg, monkeypatch):
+    import planet.planner
+
+    packs = []
+    monkeypatch.setattr(planet.planner, "pack_rollout", lambda *a: packs.append(1) or pack_rollout(*a))
     model = WorldModel(tiny_model_cfg, 1, 16)
     cfg = PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2)
-    assert Planner(model, cfg, "bf16").pack
-    assert not Planner(model, cfg, "bf16", pack=False).pack
-    assert not Planner(model, cfg, "fp32").pack
+    latent = LatentState(torch.zeros(1, 16), torch.zeros(1, 4))
+    for precision, pack, expected in (("bf16", True, 1), ("bf16", False, 0), ("fp32", True, 0)):
+        packs.clear()
+        Planner(model, cfg, precision, pack=pack).plan(latent, torch.Generator().manual_seed(0))
+        assert len(packs) == expected, (precision, pack)
 
 
 def test_the_planner_packs_the_weights_it_has_now(tiny_model_cfg):

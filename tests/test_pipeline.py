@@ -41,7 +41,7 @@ def tiny_params(params: dict) -> dict:
     return params
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 300,
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(extra_env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
