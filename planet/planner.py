@@ -84,19 +84,23 @@ def refine(model: Any, latent: LatentState, action_noise: Tensor, state_noise: T
 
 class Planner:
     """Holds the config and the refinement loop; `compile` compiles its rollout step on the first plan.
-    `pack`: on a CPU in bf16, roll out on weights packed once per plan (`planet.packed`) instead."""
+    `pack`: on a CPU in bf16, roll out on weights packed once per plan (`planet.packed`) instead.
+    `step`: what scores a candidate step (default: the world model's prior and reward head); the model
+    then needs only `action_size` and `cfg.state_size`."""
 
     def __init__(self, model: WorldModel, cfg: PlannerConfig, precision: str = "fp32", compile: bool = False,
-                 pack: bool = True):
+                 pack: bool = True, step: Step = imagine_reward):
         self.model = model
         self.cfg = cfg
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16 (resolve auto first), got {precision!r}")
         self.precision = precision
-        self.pack = pack and precision == "bf16" and isinstance(model, WorldModel) and packed_rollout_available()
-        self._refine: Callable[..., Tensor] = refine
+        custom = step is not imagine_reward  # e.g. a simulator's true dynamics (scripts/pendulum_oracle.py)
+        self.pack = (pack and not custom and precision == "bf16" and isinstance(model, WorldModel)
+                     and packed_rollout_available())
+        self._refine: Callable[..., Tensor] = partial(refine, step=step)
         if compile:
-            self._refine = partial(refine, step=torch.compile(imagine_reward, fullgraph=True, dynamic=False))
+            self._refine = partial(refine, step=torch.compile(step, fullgraph=True, dynamic=False))
 
     def packs_on(self, device: torch.device) -> bool:
         """Whether plans on `device` roll out on packed weights (a CPU only)."""

@@ -50,3 +50,36 @@ def test_compare_runs_names_a_folder_that_is_not_a_run(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode != 0 and not (tmp_path / "c.png").exists()
     assert out.stderr.strip() == f"error: {tmp_path}: missing train.csv, eval.json, params.yaml"
+
+
+def test_the_oracle_plans_with_the_engines_planner_on_the_true_dynamics():
+    """Same CEM as `planet.planner` (not a copy): only the rollout step is the simulator. One greedy
+    episode from a hanging start swings up: a random policy scores about -1200 here."""
+    import torch
+
+    from planet.config import PlannerConfig
+    from planet.model import LatentState
+    from planet.planner import Planner, shift_plan
+
+    oracle = load_script("pendulum_oracle")
+    rollout = oracle.true_dynamics(repeat=4)
+    latent = LatentState(torch.tensor([[3.0, 0.5], [1.0, -2.0]], dtype=torch.float64), torch.zeros(2, 1))
+    after, reward = rollout(None, latent, torch.tensor([[0.5], [-1.0]]), None)
+    angle, speed, total = np.array([3.0, 1.0]), np.array([0.5, -2.0]), 0.0
+    for _ in range(4):
+        angle, speed, r = oracle.step(angle, speed, np.array([1.0, -2.0]))
+        total += r
+    assert np.allclose(after.belief.numpy(), np.stack([angle, speed], -1)) and np.allclose(reward.numpy(), total)
+
+    planner = Planner(oracle.SimpleNamespace(action_size=1, cfg=oracle.SimpleNamespace(state_size=1)),
+                      PlannerConfig(candidates=200, top_k=20, horizon=6, iterations=5, sample_states=False),
+                      step=rollout)
+    angle, speed, ret, plan = np.pi, 0.0, 0.0, None
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        state = LatentState(torch.tensor([[angle, speed]], dtype=torch.float64), torch.zeros(1, 1))
+        plan = planner.plan_sequence(state, generator, None if plan is None else shift_plan(plan))
+        for _ in range(4):
+            angle, speed, r = oracle.step(angle, speed, float(plan[0, 0, 0]) * 2.0)
+            ret += r
+    assert ret > -500
