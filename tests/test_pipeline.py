@@ -103,9 +103,12 @@ def test_every_output_is_there(project):
     assert set(json.loads((project / "metrics/dream.json").read_text())) == {
         "mse_h1", "mse_h5", "mse_h10", "return_error_h1", "return_error_h5", "return_error_h10"}
     curves = (project / "plots/train.csv").read_text().splitlines()
-    assert len(curves) == 1 + ITERATIONS and "collect_return" in curves[0] and "wall_time_s" in curves[0]
+    assert len(curves) == 1 + ITERATIONS and "collect_return" in curves[0] and "wall_time_s" not in curves[0]
+    timing = (project / "plots/timing.csv").read_text().splitlines()  # apart: never the same twice
+    assert len(timing) == 1 + ITERATIONS and timing[0] == "iteration,env_steps,grad_steps_per_s,wall_time_s"
     frames = [f for f in iio.imiter(project / "videos/eval.mp4")]
     assert len(frames) == 51 and frames[0].shape == (128, 128, 3)  # o_0..o_50, 32 px upscaled x4
+    assert iio.imread(project / "plots/eval.gif", index=0).shape[:2] == (128, 128)  # big enough to see
     for i in range(2):
         dream_frames = list(iio.imiter(project / f"dream/videos/dream_{i}.mp4"))
         assert len(dream_frames) == 13 and (project / f"dream/gifs/dream_{i}.gif").stat().st_size > 0
