@@ -37,9 +37,8 @@ class Agent:
     def observe(self, obs: np.ndarray) -> None:
         """obs (E, S, S, 3) uint8, the frames the previous actions led to."""
         frames = preprocess_obs(torch.as_tensor(obs, device=self.device), self.bit_depth, self.generator)
-        embed_part = self.model.rssm.embed_part(self.model.encode(frames))  # (E, hidden)
         noise = torch.randn(self.latent.state.shape, generator=self.generator, device=self.device)
-        self.latent, _ = self.model.rssm.posterior_step(self.latent, self.prev_action, embed_part, noise)
+        self.latent, _ = self.model.rssm.posterior_step(self.latent, self.prev_action, self.model.encode(frames), noise)
 
     @torch.no_grad()
     def act(self, exploration_noise: float = 0.0) -> np.ndarray:

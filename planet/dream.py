@@ -45,8 +45,7 @@ def dream(model: WorldModel, episode: Episode, context: int, steps: int, generat
     for t in range(total):
         noise = torch.randn(latent.state.shape, generator=generator, device=device)
         if t < context:
-            embed_part = model.rssm.embed_part(model.encode(frames[t]))
-            latent, _ = model.rssm.posterior_step(latent, action[t], embed_part, noise)
+            latent, _ = model.rssm.posterior_step(latent, action[t], model.encode(frames[t]), noise)
         else:
             latent, _ = model.rssm.imagine_step(latent, action[t], noise)
         features.append(model.features(latent))

@@ -175,14 +175,20 @@ class RSSM(nn.Module):
         prior = self.prior(belief)
         return LatentState(belief, prior.sample(noise)), prior
 
-    def embed_part(self, embed: Tensor) -> Tensor:
-        """The embedding's share of the posterior's first layer, for any leading shape."""
+    def posterior_step(self, latent: LatentState, action: Tensor, embed: Tensor,
+                       noise: Tensor) -> tuple[LatentState, Gaussian]:
+        """One filtering step: (h, s), a (N, A), e (N, E) -> (h', s' ~ q(s' | h', e)), q."""
+        return self._posterior_step(latent, action, self._embed_part(embed), noise)
+
+    def _embed_part(self, embed: Tensor) -> Tensor:
+        """The embedding's share of the posterior's first layer, for any leading shape (..., E) -> (..., hidden)."""
         weight = self.posterior_hidden.weight[:, : self.cfg.embed_size]
         return F.linear(embed, weight, self.posterior_hidden.bias)
 
-    def posterior_step(self, latent: LatentState, action: Tensor, embed_part: Tensor,
-                       noise: Tensor) -> tuple[LatentState, Gaussian]:
-        """One filtering step: (h, s), a, e -> (h', s' ~ q(s' | h', e))."""
+    def _posterior_step(self, latent: LatentState, action: Tensor, embed_part: Tensor,
+                        noise: Tensor) -> tuple[LatentState, Gaussian]:
+        """`posterior_step` with the embedding's share already applied: `observe` applies it to all T
+        steps in one matmul, the concatenated [e, h] layer split in two."""
         belief = self._gru(torch.cat([latent.state, action], dim=-1), latent.belief)
         belief_part = F.linear(belief, self.posterior_hidden.weight[:, self.cfg.embed_size:])
         posterior = self._gaussian(F.relu(embed_part + belief_part), self.posterior_mean, self.posterior_std)
@@ -190,10 +196,10 @@ class RSSM(nn.Module):
 
     def observe(self, embed: Tensor, action: Tensor, latent: LatentState, noise: Tensor) -> Observed:
         """Filter a sequence: embed (T, B, E), action (T, B, A) = previous actions, noise (T, B, Z)."""
-        embed_parts = self.embed_part(embed)  # (T, B, hidden), one matmul for all steps
+        embed_parts = self._embed_part(embed)  # (T, B, hidden), one matmul for all steps
         beliefs, states, means, stds = [], [], [], []
         for t in range(embed.shape[0]):
-            latent, posterior = self.posterior_step(latent, action[t], embed_parts[t], noise[t])
+            latent, posterior = self._posterior_step(latent, action[t], embed_parts[t], noise[t])
             beliefs.append(latent.belief)
             states.append(latent.state)
             means.append(posterior.mean)

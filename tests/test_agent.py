@@ -76,8 +76,8 @@ def test_acting_filters_frames_exactly_as_training_observes_them(tiny_model_cfg)
     calls = []
     step = model.rssm.posterior_step
 
-    def recording_step(latent, action, embed_part, noise):
-        result = step(latent, action, embed_part, noise)
+    def recording_step(latent, action, embed, noise):
+        result = step(latent, action, embed, noise)
         calls.append((action.clone(), noise.clone(), result[0]))
         return result
 

@@ -37,7 +37,7 @@ def test_split_posterior_layer_equals_the_concatenated_one(tiny_model_cfg):
     rssm = WorldModel(tiny_model_cfg, 1, 16).rssm
     latent = rssm.initial(3, torch.device("cpu"))
     embed, action, noise = torch.randn(3, 32), torch.randn(3, 1), torch.zeros(3, 4)
-    _, posterior = rssm.posterior_step(latent, action, rssm.embed_part(embed), noise)
+    _, posterior = rssm.posterior_step(latent, action, embed, noise)
     belief = rssm.gru(torch.cat([latent.state, action], -1), latent.belief)
     hidden = torch.relu(rssm.posterior_hidden(torch.cat([embed, belief], -1)))
     assert torch.allclose(posterior.mean, rssm.posterior_mean(hidden), atol=1e-6)
