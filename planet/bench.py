@@ -1,7 +1,7 @@
 """Benchmark: time one train step and one CEM plan with the seed's sizes (`python -m planet.bench`).
 
 Flags: [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile] [--no-pack]
-[--no-keep-freed-memory].
+[--no-keep-freed-memory] [--plain]. `--plain` turns every speed-up off: the in-repository baseline.
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
 16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
@@ -22,6 +22,12 @@ from planet.device import keep_freed_memory, resolve_device, resolve_precision
 from planet.loss import TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel, parameter_count
 from planet.planner import Planner
+
+# The seed notebook's sizes, which the timings are defined on (the code defaults are the learning config).
+SEED_MODEL = ModelConfig(decoder_output="sigmoid")
+SEED_TRAIN = TrainConfig(overshoot_beta=0.1, overshoot_depth=5, kl_beta=0.1, free_nats=0.0, reward_scale=1.0,
+                         lr=1e-4, adam_eps=1e-8, weight_decay=0.01, grad_clip=100.0, bit_depth=8)
+SEED_PLANNER = PlannerConfig(candidates=1000, top_k=100, horizon=12, iterations=10, warm_start=False)
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
@@ -55,7 +61,12 @@ def main(argv: list[str] | None = None) -> None:
                              "pipeline does (default: on)")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="keep freed memory in glibc's heap, as the pipeline's stages do (default: on)")
+    parser.add_argument("--plain", action="store_true",
+                        help="the plain path, every speed-up off (fp32, no compile, no packing, glibc's default "
+                             "malloc): the baseline the speed-ups are measured against")
     args = parser.parse_args(argv)
+    if args.plain:
+        args.precision, args.compile, args.pack, args.keep_freed_memory = "fp32", False, False, False
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,8 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
 
-    model = WorldModel(ModelConfig(), action_size=1, image_size=64).to(device)
-    train_cfg = TrainConfig(overshoot_depth=5)
+    model = WorldModel(SEED_MODEL, action_size=1, image_size=64).to(device)
+    train_cfg = SEED_TRAIN
     optimizer = make_optimizer(model, train_cfg)
     steps, batch_size = 25, 16
     batch = TensorBatch(
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, precision),
                          device, args.repeats)
 
-    planner = Planner(model, PlannerConfig(), precision=precision, compile=args.compile, pack=args.pack)
+    planner = Planner(model, SEED_PLANNER, precision=precision, compile=args.compile, pack=args.pack)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
     print(json.dumps({
