@@ -131,12 +131,6 @@ def six_iterations(tmp_path_factory):
     return path
 
 
-def test_runs_are_deterministic(six_iterations, tmp_path):
-    again = make_project(tmp_path / "again", iterations(6))
-    run(["dvc", "repro"], again)
-    assert_same_results(six_iterations, again)
-
-
 def test_a_killed_train_resumes_to_the_same_result(six_iterations, tmp_path):
     """Killed at the worst moments: half-way through writing an episode (iteration 3's), half-way
     through writing a checkpoint (the 4th), and half-way through the episode collected after the 4th
