@@ -3,14 +3,17 @@
 Store: `MLFLOW_TRACKING_URI` if set, else MLflow 3's default, a SQLite file `mlflow.db` at the
 project root with artifacts in `mlartifacts/` beside it. Under `dvc exp run --temp/--queue` the
 stage runs in a copy of the repo inside `<root>/.dvc/tmp/exps/`, so the root is resolved back to
-the real project, and every experiment logs into the same store.
+the real project, and every experiment logs into the same store. A team's MLflow server
+(`MLFLOW_TRACKING_URI=http://host:port`, docs/team.md) that cannot be reached fails in one line at once.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,13 @@ def connect(cfg: Config):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     uri = tracking_uri()
+    server = urllib.parse.urlparse(uri)
+    if server.scheme in ("http", "https"):  # fail now, not after MLflow's minutes of request retries
+        port = server.port or (443 if server.scheme == "https" else 80)
+        try:
+            socket.create_connection((server.hostname, port), timeout=10).close()
+        except OSError as err:
+            raise StageError(f"MLflow tracking server {uri} is unreachable: {err.strerror or err}") from None
     try:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
