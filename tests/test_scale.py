@@ -1,0 +1,67 @@
+"""The team set-up at its smallest: scripts/scale_demo.py with the pipeline test's tiny params, one iteration.
+
+Real PostgreSQL, MLflow server, two Ray nodes, bare git remote and local-directory DVC remote, all on
+127.0.0.1 in a network namespace of their own; the demo checks the fresh clones and the MLflow runs
+itself and fails on any process left behind. Plus the sweep's checks that need no cluster."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_pipeline import ROOT, tiny_params
+
+from stages import sweep
+from stages.sweep import SweepConfig, SweepError, make_trials, parse_setting
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from scale_demo import postgres_bin  # noqa: E402
+
+
+def test_trials_are_the_product_of_the_settings_named_by_what_varies():
+    cfg = SweepConfig((parse_setting("seed=0,1"), parse_setting("env.id=dm_control/cartpole-swingup-v0,Pendulum-v1")))
+    trials = make_trials(cfg)
+    assert [t.name for t in trials] == ["sweep-seed0-iddm_control-cartpole-swingup-v0", "sweep-seed0-idPendulum-v1",
+                                        "sweep-seed1-iddm_control-cartpole-swingup-v0", "sweep-seed1-idPendulum-v1"]
+    assert trials[1].settings == ("seed=0", "env.id=Pendulum-v1")
+    fixed = make_trials(SweepConfig((parse_setting("seed=0,1"), parse_setting("train.lr=0.0003"))))
+    other = make_trials(SweepConfig((parse_setting("seed=0,1"), parse_setting("train.lr=0.0001"))))
+    assert fixed[0].name.startswith("sweep-seed0-") and fixed[0].name != other[0].name  # fixed values count
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-S", "seed"], "expected key=value"),
+    (["-S", "seed=0,,1"], "expected key=value"),
+    ([], "give at least one -S"),
+    (["-S", "seed=0", "-S", "seed=1"], "a key is given twice"),
+])
+def test_bad_sweep_input_is_one_line(argv, message, capsys):
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_sweep_refuses_a_file_tracking_store(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    with pytest.raises(SweepError, match="team's MLflow server"):
+        sweep.check_tracking()
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root for its network namespace and PostgreSQL")
+def test_scale_demo_at_its_smallest(tmp_path):
+    params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params["train"]["iterations"] = 1
+    params["evaluate"]["episodes"] = 1
+    params["dream"]["episodes"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    demo = [sys.executable, str(ROOT / "scripts/scale_demo.py"), "--params", str(tmp_path / "params.yaml")]
+    out = subprocess.run(demo, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("scale-demo: passed") and "2 trials on 2 Ray nodes" in last and "nothing left" in last
