@@ -3,7 +3,8 @@
 In temporary folders it brings up a throwaway PostgreSQL, the MLflow server on it (artifacts served
 through the server), a Ray head node and a second Ray node, a bare git remote and a local-directory
 DVC remote. It runs a two-trial tiny sweep (`python -m stages.sweep -S seed=0,1`) across the two nodes,
-runs it again (both trials skipped), then checks from fresh clones what a teammate gets:
+runs it again with `seed=0,1,oops` (two skipped, the third named as failed), then checks from fresh
+clones what a teammate gets:
 
 - `dvc exp pull` brings both experiments; `dvc exp show` lists them with their metrics;
 - an experiment made a branch, cloned afresh and `dvc pull`ed has its seed episodes, checkpoints and
@@ -284,10 +285,13 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
     nodes = {r["name"]: r["node_name"] for r in report}
     if sorted(nodes) != sorted(TRIALS) or len(set(nodes.values())) != 2:
         raise DemoError(f"the two trials should run on two Ray nodes, ran on {nodes}")
-    rerun = run(sweep, project, sweep_env).stdout
-    if "0 finished, 2 skipped, 0 failed" not in rerun:
-        raise DemoError(f"rerunning the sweep should skip both trials, said: {rerun.strip().splitlines()[-1]}")
-    say("the same sweep again: both trials skipped")
+    # Again, with a third value that the check stage rejects: the two done are skipped, the bad one is named.
+    rerun = run([*sweep[:4], "seed=0,1,oops", *sweep[5:]], project, sweep_env, check=False)
+    last = (rerun.stdout.strip().splitlines() or [""])[-1]
+    if rerun.returncode != 1 or last != "sweep: 0 finished, 2 skipped, 1 failed: sweep-seedoops":
+        raise DemoError(f"the sweep rerun with seed=0,1,oops should skip two and fail one, said: {last}")
+    failure = next(line for line in rerun.stdout.splitlines() if line.startswith("sweep: sweep-seedoops"))
+    say(f"the sweep again with seed=0,1,oops: exit 1, both done trials skipped; {failure}")
     check_fresh_clones(tmp, git_remote, sweep_env)
     check_mlflow(url, tmp)
     return (f"2 trials on 2 Ray nodes ({', '.join(f'{n} on {nodes[n]}' for n in TRIALS)}), sweep {seconds:.0f} s; "
@@ -324,6 +328,11 @@ def main() -> int:
     if not run(["git", "config", "user.name"], check=False).stdout.strip():  # a machine with no git identity
         env.update(GIT_AUTHOR_NAME="scale-demo", GIT_AUTHOR_EMAIL="scale-demo@localhost",
                    GIT_COMMITTER_NAME="scale-demo", GIT_COMMITTER_EMAIL="scale-demo@localhost")
+    # DVC would send usage reports and look for updates from daemons that detach from the demo's
+    # processes (and cannot reach anything in here): a system config for the demo's DVC turns both off.
+    (tmp / "dvc-system").mkdir()
+    (tmp / "dvc-system/config").write_text("[core]\n    analytics = false\n    check_update = false\n")
+    env["DVC_SYSTEM_CONFIG_DIR"] = str(tmp / "dvc-system")
     services = Services(tmp, env)
     summary, error = "", ""
     try:

@@ -49,7 +49,7 @@ class SweepConfig:
     prefix: str = "sweep"
     """Start of every trial's name; a new prefix makes a new set of trials."""
     cpus: float = 1.0
-    """CPUs Ray reserves for each trial (the pipeline's torch threads follow it through OMP_NUM_THREADS)."""
+    """CPUs Ray reserves for each trial; its torch uses that many threads (OMP_NUM_THREADS)."""
     gpus: float = 0.0
     """GPUs Ray reserves for each trial."""
     report: str = ""
@@ -121,8 +121,10 @@ def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, trac
 
     start = time.monotonic()
     node = ray.get_runtime_context().get_node_id()
-    # The node's `python` and `dvc` are the ones of the environment its Ray worker runs in.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    # The node's `python` and `dvc` are the ones of the environment its Ray worker runs in; torch takes
+    # as many threads as the CPUs Ray reserved for this trial.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": str(max(1, int(cpus))),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     workdir = tempfile.mkdtemp(prefix=f"planet-{name}-")
     steps = [["git", "clone", "-q", repo_url, "."], ["git", "checkout", "-q", baseline],
@@ -178,6 +180,19 @@ def check_tracking() -> str:
     return uri
 
 
+def check_ray_address(address: str) -> None:
+    """A head that cannot be reached fails here in one line; `ray.init` would retry for many minutes."""
+    if address == "auto":  # Ray itself says at once when no cluster runs on this machine
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise SweepError(f"--address {address!r}: expected auto or host:port of the Ray head")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise SweepError(f"the Ray head at {address} is unreachable: {err.strerror or err}") from None
+
+
 def finished_trials(cfg: SweepConfig) -> set[str]:
     """Names of this commit's experiments already on the git remote (pushed only once complete)."""
     out = _run(["dvc", "exp", "list", cfg.git_remote, "--name-only"], Path.cwd())
@@ -199,6 +214,7 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     trials = make_trials(cfg)
     repo_url, baseline = check_project(cfg)
     tracking_uri = check_tracking()
+    check_ray_address(cfg.address)
     done = finished_trials(cfg)
     results = [{"name": t.name, "ok": True, "node": "", "seconds": 0.0, "error": "", "skipped": True}
                for t in trials if t.name in done]

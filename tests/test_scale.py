@@ -44,10 +44,17 @@ def test_bad_sweep_input_is_one_line(argv, message, capsys):
     assert err.count("\n") == 1 and message in err
 
 
-def test_sweep_refuses_a_file_tracking_store(tmp_path, monkeypatch, capsys):
+def test_sweep_refuses_a_file_tracking_store(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
     with pytest.raises(SweepError, match="team's MLflow server"):
         sweep.check_tracking()
+
+
+def test_an_unreachable_ray_head_is_one_line_at_once():
+    with pytest.raises(SweepError, match="the Ray head at 127.0.0.1:1 is unreachable"):
+        sweep.check_ray_address("127.0.0.1:1")
+    with pytest.raises(SweepError, match="expected auto or host:port"):
+        sweep.check_ray_address("head-node")
 
 
 @pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
