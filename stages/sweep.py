@@ -106,10 +106,11 @@ def _run(cmd: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> 
 
 
 def _last_error(out: subprocess.CompletedProcess) -> str:
-    """The line that says what went wrong: a stage's `error:`, DVC's `ERROR:`, else the last line."""
+    """The line that says what went wrong: a stage's `error:`, else DVC's `ERROR:`, else the last line."""
     lines = [line.strip() for line in (out.stdout + "\n" + out.stderr).splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith("error")]
-    return (errors or lines or [f"exit status {out.returncode}"])[-1][:300]
+    stage_errors = [line for line in lines if line.startswith("error:")]
+    tool_errors = [line for line in lines if line.startswith(("ERROR", "fatal:"))]
+    return (stage_errors or tool_errors or lines or [f"exit status {out.returncode}"])[-1][:300]
 
 
 def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, tracking_uri: str) -> dict:
@@ -249,9 +250,9 @@ def sweep(cfg: SweepConfig) -> list[dict]:
                           "error": str(err).strip().splitlines()[0][:300]}
             result["node_name"] = names.get(result["node"], result["node"][:8])
             result["skipped"] = False
-            status = "finished" if result["ok"] else f"FAILED: {result['error']}"
-            print(f"sweep: {trial.name}: {status} on node {result['node_name']} in {result['seconds']:.0f} s",
-                  flush=True)
+            where = f"on node {result['node_name']} in {result['seconds']:.0f} s"
+            status = f"finished {where}" if result["ok"] else f"FAILED {where}: {result['error']}"
+            print(f"sweep: {trial.name}: {status}", flush=True)
             results.append(result)
     finally:
         ray.shutdown()
