@@ -40,6 +40,7 @@ def connect(cfg: Config):
     """-> (client, experiment_id); any failure to reach or write the store is one clear error."""
     import logging
 
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     for name in ("alembic", "mlflow"):  # schema-migration chatter when a new store is created
@@ -60,7 +61,12 @@ def connect(cfg: Config):
             location = None
             if uri.startswith("sqlite:///"):
                 location = (project_root() / "mlartifacts").as_uri()
-            return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+            try:
+                return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+            except MlflowException:  # runs starting together on a shared server: another one made it first
+                experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+                if experiment is None:
+                    raise
         return client, experiment.experiment_id
     except Exception as err:  # MLflow raises many types for an unreachable or read-only store
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
