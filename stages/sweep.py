@@ -9,7 +9,7 @@ Ray only places the trials; DVC, git and MLflow keep the record. Each trial, on 
     dvc push && dvc exp push origin <trial>                   # outputs to the DVC remote, then the experiment
 
 Outputs go up before the experiment's git ref, so a trial found on the git remote is complete: a rerun
-of the same sweep skips it. A failed trial is named with its error's last line; the others finish.
+of the same sweep skips it. A failed trial is named with its error line; the others finish.
 The DVC remote is the project's default one (`dvc remote add -d`, committed); the tracking server is
 MLFLOW_TRACKING_URI, which every node must reach. See docs/team.md.
 """
