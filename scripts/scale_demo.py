@@ -82,12 +82,16 @@ class Services:
     """The processes the demo starts, each in its own session so that teardown finds all of it."""
 
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.tmp, self.env, self.sessions, self.pg_data = tmp, env, [], None
+        self.tmp, self.env, self.sessions, self.leaders, self.pg_data = tmp, env, [], [], None
 
-    def spawn(self, cmd: list[str], log: str) -> subprocess.Popen:
+    def spawn(self, cmd: list[str], log: str, leader_stops_all: bool = False) -> subprocess.Popen:
+        """`leader_stops_all`: SIGTERM to the first process alone stops the rest in order (`ray start --block`;
+        signalled all at once, a Ray node's processes wait 30 s on each other)."""
         with open(self.tmp / log, "w") as out:
             proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.sessions.append(proc.pid)
+        if leader_stops_all:
+            self.leaders.append(proc.pid)
         return proc
 
     def postgres(self, pg_bin: Path, port: int) -> str:
@@ -123,10 +127,11 @@ class Services:
         common = ["--num-cpus=1", "--object-store-memory=100000000", "--block", "--disable-usage-stats",
                   f"--temp-dir={self.tmp / 'ray'}"]  # trials pass no data through Ray: a small object store
         self.spawn([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--include-dashboard=false", *common], "ray-head.log")
+                    "--include-dashboard=false", *common], "ray-head.log", leader_stops_all=True)
         address = f"127.0.0.1:{port}"
         self.wait_for_nodes(address, 1)
-        self.spawn([ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common], "ray-node.log")
+        self.spawn([ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common], "ray-node.log",
+                   leader_stops_all=True)
         self.wait_for_nodes(address, 2)
         return address
 
@@ -143,15 +148,18 @@ class Services:
 
     def stop(self) -> list[str]:
         """Stop everything; -> the command lines of any process still alive afterwards."""
-        for pid in reversed(self.sessions):  # `ray start --block` stops its node's processes on SIGTERM
+        for pid in reversed(self.sessions):  # the second Ray node, the head, then the MLflow server
             try:
-                os.killpg(pid, signal.SIGTERM)
+                if pid in self.leaders:
+                    os.kill(pid, signal.SIGTERM)
+                else:
+                    os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         if self.pg_data is not None:
             run(["runuser", "-u", "postgres", "--", str(postgres_bin() / "pg_ctl"), "-D", str(self.pg_data),
                  "-m", "fast", "-w", "stop"], check=False)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while self.leftovers() and time.monotonic() < deadline:
             time.sleep(1)
         for pid in self.leftover_pids():  # a straggler that ignored SIGTERM
@@ -299,6 +307,10 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
             f"both experiments and outputs back in a fresh clone; 2 MLflow runs with eval.mp4 on PostgreSQL")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def in_loopback_namespace() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]  # this namespace's interfaces (not /sys's)
 
@@ -315,10 +327,16 @@ def main() -> int:
     if postgres_bin() is None:
         print("error: PostgreSQL is not installed (apt-get install postgresql)", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)
     if not in_loopback_namespace():  # run again inside a new network namespace holding only lo
         cmd = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable,
                *sys.argv]
-        return subprocess.run(cmd).returncode
+        inner = subprocess.Popen(cmd)  # unshare and sh exec: this is the inner demo's own process
+        try:
+            return inner.wait()
+        except KeyboardInterrupt:
+            inner.send_signal(signal.SIGTERM)  # it tears down what it started, then exits
+            return inner.wait()
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="planet-scale-"))
     tmp.chmod(0o755)  # PostgreSQL's data folder lives inside, owned by postgres
@@ -343,7 +361,11 @@ def main() -> int:
     except KeyboardInterrupt:
         error = "interrupted"
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the teardown short
+            signal.signal(signum, signal.SIG_IGN)
+        teardown = time.monotonic()
         left = services.stop()
+        teardown = time.monotonic() - teardown
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     if left:
@@ -351,7 +373,7 @@ def main() -> int:
     if error:
         print(f"error: scale-demo: {error}" + (f" (logs kept in {tmp})" if args.keep else ""), file=sys.stderr)
         return 1
-    say(f"passed in {time.monotonic() - started:.0f} s: {summary}; nothing left running")
+    say(f"passed in {time.monotonic() - started:.0f} s: {summary}; nothing left running (teardown {teardown:.0f} s)")
     return 0
 
 
