@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui $(DMC_TASKS)
+.PHONY: repro quick seed-baseline test lint bench ui scale-demo $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,3 +38,6 @@ bench: $(BIN)/dvc  ## speed of one train step and one plan
 
 ui: $(BIN)/dvc  ## the MLflow UI on http://127.0.0.1:5000, opened on this project's training runs
 	$(BIN)/python -m stages.ui
+
+scale-demo: $(BIN)/dvc  ## as root: PostgreSQL, MLflow server, two Ray nodes, git and DVC remotes on 127.0.0.1, a 2-trial sweep
+	$(BIN)/python scripts/scale_demo.py

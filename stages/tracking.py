@@ -3,14 +3,17 @@
 Store: `MLFLOW_TRACKING_URI` if set, else MLflow 3's default, a SQLite file `mlflow.db` at the
 project root with artifacts in `mlartifacts/` beside it. Under `dvc exp run --temp/--queue` the
 stage runs in a copy of the repo inside `<root>/.dvc/tmp/exps/`, so the root is resolved back to
-the real project, and every experiment logs into the same store.
+the real project, and every experiment logs into the same store. A team's MLflow server
+(`MLFLOW_TRACKING_URI=http://host:port`, docs/team.md) that cannot be reached fails in one line at once.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,12 +45,20 @@ def connect(cfg: Config):
     """-> (client, experiment_id); any failure to reach or write the store is one clear error."""
     import logging
 
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     for name in ("alembic", "mlflow"):  # schema-migration chatter when a new store is created
         logging.getLogger(name).setLevel(logging.WARNING)
 
     uri = tracking_uri()
+    server = urllib.parse.urlparse(uri)
+    if server.scheme in ("http", "https"):  # fail now, not after MLflow's minutes of request retries
+        port = server.port or (443 if server.scheme == "https" else 80)
+        try:
+            socket.create_connection((server.hostname, port), timeout=10).close()
+        except OSError as err:
+            raise StageError(f"MLflow tracking server {uri} is unreachable: {err.strerror or err}") from None
     try:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
@@ -55,8 +66,13 @@ def connect(cfg: Config):
             location = None
             if uri.startswith("sqlite:///"):
                 location = (project_root() / "mlartifacts").as_uri()
-            return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
-                                                    tags={EXPERIMENT_KIND: MODEL_TRAINING})
+            try:
+                return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
+                                                        tags={EXPERIMENT_KIND: MODEL_TRAINING})
+            except MlflowException:  # runs starting together on a shared server: another one made it first
+                experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+                if experiment is None:
+                    raise
         if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return client, experiment.experiment_id
