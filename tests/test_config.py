@@ -16,14 +16,14 @@ def params(**overrides):
     return raw
 
 
-def test_defaults_are_the_seed_config():
+def test_missing_keys_take_the_defaults_which_are_the_learning_config():
     cfg = load_config(params())
     assert cfg == Config()
     t, p = cfg.train, cfg.planner
-    assert (t.iterations, t.steps_per_iteration, t.batch_size, t.seq_len, t.lr) == (100, 50, 16, 25, 1e-4)
-    assert (t.kl_beta, t.overshoot_beta, t.overshoot_depth) == (0.1, 0.1, 5)
-    assert (t.checkpoint_every, t.keep_checkpoints) == (10, 5)
-    assert (p.candidates, p.top_k, p.horizon, p.iterations) == (1000, 100, 12, 10)
+    assert (t.iterations, t.steps_per_iteration, t.batch_size, t.seq_len, t.lr) == (95, 75, 16, 32, 1e-3)
+    assert (t.kl_beta, t.free_nats, t.reward_scale, t.overshoot_beta) == (1.0, 3.0, 10.0, 0.0)
+    assert (t.checkpoint_every, t.keep_checkpoints) == (5, 5)
+    assert (p.candidates, p.top_k, p.horizon, p.iterations, p.warm_start) == (500, 50, 12, 8, True)
     assert cfg.data.seed_episodes == 5 and cfg.env.id == "Pendulum-v1" and cfg.env.image_size == 64
 
 
@@ -61,13 +61,13 @@ def test_missing_section_and_wrong_shape():
 def test_flat_and_fingerprint():
     cfg = load_config(params(train__lr=3e-4))
     flat = cfg.flat()
-    assert flat["train.lr"] == 3e-4 and flat["seed"] == 0 and flat["planner.top_k"] == 100
+    assert flat["train.lr"] == 3e-4 and flat["seed"] == 0 and flat["planner.top_k"] == 50
     assert cfg.fingerprint("train") != Config().fingerprint("train")
     assert cfg.fingerprint("evaluate") == Config().fingerprint("evaluate")
 
 
 def test_evaluation_planner_takes_evaluate_horizon():
-    collect_only = load_config(params(planner__horizon=12))
+    collect_only = load_config(params(planner__horizon=12, evaluate__horizon=0))
     assert collect_only.evaluation_planner() == collect_only.planner  # 0: plan as far as collection
     cfg = load_config(params(planner__horizon=12, evaluate__horizon=6, planner__candidates=500))
     assert cfg.planner.horizon == 12
