@@ -11,6 +11,7 @@ format, or was made under a different fingerprint.
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import random
 import re
@@ -112,8 +113,12 @@ def write_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
     payload = {"format": FORMAT, **dataclasses.asdict(ckpt)}
+    # Through memory: torch.save names the zip's inner folder after the file it writes, here a random
+    # temp name, so the same checkpoint would come out as different bytes (and DVC hashes).
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_write(path) as f:
-        torch.save(payload, f)
+        f.write(buffer.getbuffer())
     return path
 
 

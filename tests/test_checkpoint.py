@@ -95,3 +95,12 @@ def test_nan_weights_are_never_saved(tmp_path, tiny_model_cfg):
     with pytest.raises(CheckpointError, match="not finite"):
         save_checkpoint(tmp_path, trainer.checkpoint("fp", TrainProgress(iteration=1)), keep=2)
     assert list_checkpoints(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_same_checkpoint_is_the_same_bytes(tmp_path, tiny_model_cfg):
+    """DVC hashes model files: one checkpoint written twice, under any temp name, must be identical."""
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    ckpt = trainer.checkpoint("fp", TrainProgress(iteration=1))
+    save_checkpoint(tmp_path / "a", ckpt, keep=1)
+    save_checkpoint(tmp_path / "b", ckpt, keep=1)
+    assert (checkpoint_path(tmp_path / "a", 1).read_bytes() == checkpoint_path(tmp_path / "b", 1).read_bytes())

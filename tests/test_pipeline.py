@@ -235,7 +235,7 @@ def test_git_checkout_and_dvc_checkout_restore_a_runs_data_and_model(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
     assert ran_stages(out.stdout) == ["check", "train", "evaluate", "dream"]
-    assert "train: starting over: no checkpoint in checkpoints/ matches" in out.stdout  # told, not silent
+    assert "train: train.lr changed since the run in checkpoints/" in out.stdout  # told, not silent
     commit_all(project, "second run")
     assert digests(project, "models/model.pt")["models/model.pt"] != before["models/model.pt"]
     run(["git", "checkout", "-q", first], project)
