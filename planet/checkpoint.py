@@ -15,6 +15,7 @@ import io
 import pickle
 import random
 import re
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _interned(value: Any) -> Any:
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {_interned(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    return value
+
+
 def checkpoint_path(folder: Path, iteration: int) -> Path:
     return Path(folder) / f"checkpoint_{iteration:06d}.pt"
 
@@ -112,9 +123,9 @@ def write_checkpoint(path: Path, ckpt: Checkpoint) -> Path:
     for name, tensor in ckpt.model.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"refusing to save iteration {ckpt.iteration}: weight {name} is not finite")
-    payload = {"format": FORMAT, **dataclasses.asdict(ckpt)}
-    # Through memory: torch.save names the zip's inner folder after the file it writes, here a random
-    # temp name, so the same checkpoint would come out as different bytes (and DVC hashes).
+    # Equal strings as one object: pickle writes a string once and then refers to it by identity, so a
+    # checkpoint rebuilt from a loaded one (fresh string objects) would be other bytes (and DVC hashes).
+    payload = _interned({"format": FORMAT, **dataclasses.asdict(ckpt)})
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     with atomic_write(path) as f:
