@@ -65,10 +65,9 @@ def for_this_machine(cfg: Config, **changes) -> Config:
 
 def run(args: argparse.Namespace) -> None:
     model, trained_cfg = load_model(args.model, args.device)
-    cfg = for_this_machine(trained_cfg)
+    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None))
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":
-        cfg = for_this_machine(trained_cfg, evaluate__horizon=args.horizon)
         episodes = evaluate(model, cfg, args.episodes or cfg.evaluate.episodes, seed)
         returns = [e.total_reward for e in episodes]
         write_mp4(args.video, upscale(episodes[0].obs, 4), fps=15)

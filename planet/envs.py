@@ -76,6 +76,12 @@ def episode_seed(base_seed: int, index: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([base_seed, stream, index]).generate_state(1)[0])
 
 
+def to_env_units(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The planner's [-1, 1] action -> the env's [low, high], affinely; out-of-range inputs are clipped first."""
+    unit = np.clip(np.asarray(action, dtype=np.float32).reshape(low.shape), -1.0, 1.0)
+    return low + (unit + 1.0) * 0.5 * (high - low)
+
+
 def render_size(cfg: EnvConfig) -> int:
     """Side of the frame to render so that the central `crop` of it is `image_size` pixels."""
     return math.ceil(cfg.image_size / cfg.crop)
@@ -162,8 +168,7 @@ class PixelEnv:
 
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
         """[-1, 1] -> [low, high], affinely; out-of-range inputs are clipped first."""
-        unit = np.clip(np.asarray(action, dtype=np.float32).reshape(self.low.shape), -1.0, 1.0)
-        return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        return to_env_units(action, self.low, self.high)
 
     def render(self) -> np.ndarray:
         try:

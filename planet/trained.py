@@ -19,7 +19,7 @@ from planet.agent import Agent
 from planet.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from planet.config import Config, ConfigError, load_config
 from planet.device import resolve_device, resolve_precision
-from planet.envs import center_crop, resize_frame
+from planet.envs import center_crop, resize_frame, to_env_units
 from planet.model import WorldModel
 from planet.planner import Planner
 
@@ -51,12 +51,16 @@ def build_model(ckpt: Checkpoint, cfg: Config, path: Path, device: torch.device)
     return model.eval()
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple[WorldModel, Config]:
-    """A checkpoint or model file -> (the world model in eval mode, the config it was trained with)."""
-    path = Path(path)
+def _load(path: Path, device: str) -> tuple[Checkpoint, WorldModel, Config]:
     ckpt = load_checkpoint(path, map_location=resolve_device(device))
     cfg = saved_config(ckpt, path)
-    return build_model(ckpt, cfg, path, resolve_device(device)), cfg
+    return ckpt, build_model(ckpt, cfg, path, resolve_device(device)), cfg
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[WorldModel, Config]:
+    """A checkpoint or model file -> (the world model in eval mode, the config it was trained with)."""
+    _, model, cfg = _load(Path(path), device)
+    return model, cfg
 
 
 class PlanetAgent:
@@ -85,14 +89,10 @@ class PlanetAgent:
             raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
         obs = resize_frame(center_crop(frame, self.cfg.env.crop), self.cfg.env.image_size)  # (S, S, 3)
         self.agent.observe(obs[None])
-        unit = self.agent.act()[0]  # (A,) in [-1, 1]
-        return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        return to_env_units(self.agent.act()[0], self.low, self.high)  # (A,) in [-1, 1] -> env units
 
 
 def load_agent(path: str | Path, device: str = "cpu", seed: int = 0) -> PlanetAgent:
     """A checkpoint or model file -> an agent with `reset()` and `act(frame)`."""
-    path = Path(path)
-    ckpt = load_checkpoint(path, map_location=resolve_device(device))
-    cfg = saved_config(ckpt, path)
-    model = build_model(ckpt, cfg, path, resolve_device(device))
+    ckpt, model, cfg = _load(Path(path), device)
     return PlanetAgent(model, cfg, np.array(ckpt.action_low), np.array(ckpt.action_high), seed)
