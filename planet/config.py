@@ -99,8 +99,6 @@ class TrainConfig:
     """Weight of the latent-overshooting KL; 0 turns it off (seed: 0.1)."""
     overshoot_depth: int = 5
     """Overshooting distance D."""
-    overshoot_reward_scale: float = 0.0
-    """Weight of the reward error on the overshooting (d-step prior) states (seed: none, 0 turns it off)."""
     reward_scale: float = 10.0
     """Weight of the reward MSE (the official code's; seed: 1)."""
     bit_depth: int = 5
@@ -124,10 +122,6 @@ class PlannerConfig:
     warm_start: bool = True
     """Start each plan from the previous step's refit mean shifted by one step (zero appended)
     instead of from zero; the std still starts at 1. Off in the paper (seed: false)."""
-    sample_states: bool = True
-    """Roll candidates out through samples of the prior's stochastic state (the paper, the seed);
-    false rolls them through its mean. One sample per candidate lets top-k pick the sequences
-    whose noise was lucky; the mean scores every candidate on the same expected dynamics."""
 
 
 @dataclass(frozen=True)
@@ -240,8 +234,11 @@ class Config:
 
 # Checks on single fields that the type alone does not say.
 _NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay", "train.exploration_noise",
-                 "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth",
-                 "train.overshoot_reward_scale", "evaluate.horizon"}
+                 "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth", "evaluate.horizon"}
+
+# Keys that older params and checkpoints carry for options since removed (docs/experiments.md says
+# what they showed): accepted at the value the code now always uses, refused otherwise.
+RETIRED_KEYS = {"train.overshoot_reward_scale": 0.0, "planner.sample_states": True}
 
 
 def _check_value(key: str, hint: Any, value: Any) -> Any:
@@ -285,6 +282,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
+        retired = f"{prefix}{key}"
+        if retired in RETIRED_KEYS:
+            if raw[key] != RETIRED_KEYS[retired]:
+                raise ConfigError(f"{retired}: this option was removed; only {RETIRED_KEYS[retired]!r}, "
+                                  f"what the code now always does, is accepted, got {raw[key]!r}")
+            continue
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""

@@ -8,11 +8,7 @@ Terms, each returned separately for logging:
     overshoot  latent overshooting: KL[q(s_{t+d}) || p(s_{t+d} | d prior steps from t)] for
                d = 1..D, mean over all (t, d) pairs, x overshoot_beta. As in the seed, the start
                states and the posterior targets are detached, so only the prior path learns from it.
-    overshoot_reward
-               squared error of the reward head on those same d-step prior states, mean over all
-               (t, d) pairs, x overshoot_reward_scale (the official code's `overshooting_reward_scale`;
-               seed: off). It trains the reward that plans are scored with, open loop.
-The overshooting terms run D batched prior steps over all start times at once, not T x D tiny ones.
+Overshooting runs D batched prior steps over all start times at once, not T x D tiny ones.
 """
 from __future__ import annotations
 
@@ -31,7 +27,6 @@ class LossTerms(NamedTuple):
     reward: Tensor
     kl: Tensor
     overshoot: Tensor
-    overshoot_reward: Tensor
 
 
 LOSS_NAMES = LossTerms._fields
@@ -59,24 +54,16 @@ def kl_divergence(posterior: Gaussian, prior: Gaussian) -> Tensor:
     return torch.distributions.kl_divergence(posterior.distribution(), prior.distribution())
 
 
-class Overshoot(NamedTuple):
-    kl: Tensor  # mean KL over (t, d) pairs
-    reward: Tensor  # mean squared reward error over the same pairs (0 when not asked for)
+def overshooting(model: WorldModel, observed: Observed, action: Tensor, depth: int, noise: Tensor) -> Tensor:
+    """Mean KL over every (start t, distance d) pair with t + d < T, d <= depth.
 
-
-def overshooting(model: WorldModel, observed: Observed, action: Tensor, reward: Tensor, depth: int,
-                 noise: Tensor, with_reward: bool = True) -> Overshoot:
-    """Mean over every (start t, distance d) pair with t + d < T, d <= depth.
-
-    action (T, B, A) holds the previous action of each frame, reward (T, B) the reward paid on the way
-    into it; noise (depth, T-1, B, Z). At distance d only starts 0..T-1-d are valid, so the batch
-    shrinks as d grows.
+    action (T, B, A) holds the previous action of each frame; noise (depth, T-1, B, Z). At distance d
+    only starts 0..T-1-d are valid, so the batch shrinks as d grows.
     """
     steps = observed.beliefs.shape[0]
     latent = LatentState(observed.beliefs[:-1].detach(), observed.states[:-1].detach())  # (T-1, B, .)
     target = Gaussian(observed.posterior.mean.detach(), observed.posterior.std.detach())
     kl_total = observed.beliefs.new_zeros((), dtype=torch.float32)
-    reward_total = observed.beliefs.new_zeros((), dtype=torch.float32)
     pairs = 0
     for d in range(1, min(depth, steps - 1) + 1):
         starts = steps - d
@@ -84,12 +71,8 @@ def overshooting(model: WorldModel, observed: Observed, action: Tensor, reward: 
         latent, prior = model.rssm.imagine_step(latent, action[d:d + starts], noise[d - 1, :starts])
         goal = Gaussian(target.mean[d:d + starts], target.std[d:d + starts])
         kl_total = kl_total + kl_divergence(goal, prior).sum()  # (starts, B) summed
-        if with_reward:
-            predicted = model.reward(model.features(latent)).float()  # (starts, B)
-            reward_total = reward_total + (predicted - reward[d:d + starts]).square().sum()
         pairs += starts * action.shape[1]
-    pairs = max(pairs, 1)
-    return Overshoot(kl_total / pairs, reward_total / pairs)
+    return kl_total / max(pairs, 1)
 
 
 def world_model_loss(model: WorldModel, batch: TensorBatch, cfg: TrainConfig,
@@ -107,16 +90,13 @@ def world_model_loss(model: WorldModel, batch: TensorBatch, cfg: TrainConfig,
     reward_loss = (model.reward(features).float() - batch.reward).square().mean()
     kl = kl_divergence(observed.posterior, observed.prior).clamp(min=cfg.free_nats).mean()
 
-    with_reward = cfg.overshoot_reward_scale > 0
-    if (cfg.overshoot_beta > 0 or with_reward) and cfg.overshoot_depth > 0 and steps > 1:
+    if cfg.overshoot_beta > 0 and cfg.overshoot_depth > 0 and steps > 1:
         os_noise = torch.randn((cfg.overshoot_depth, steps - 1, batch_size, z), generator=generator, device=device)
-        overshoot = overshooting(model, observed, batch.action, batch.reward, cfg.overshoot_depth, os_noise,
-                                 with_reward)
+        overshoot = overshooting(model, observed, batch.action, cfg.overshoot_depth, os_noise)
     else:
-        overshoot = Overshoot(torch.zeros((), device=device), torch.zeros((), device=device))
-    total = (recon_loss + cfg.reward_scale * reward_loss + cfg.kl_beta * kl + cfg.overshoot_beta * overshoot.kl
-             + cfg.overshoot_reward_scale * overshoot.reward)
-    return LossTerms(total, recon_loss, reward_loss, kl, overshoot.kl, overshoot.reward)
+        overshoot = torch.zeros((), device=device)
+    total = recon_loss + cfg.reward_scale * reward_loss + cfg.kl_beta * kl + cfg.overshoot_beta * overshoot
+    return LossTerms(total, recon_loss, reward_loss, kl, overshoot)
 
 
 class StepResult(NamedTuple):

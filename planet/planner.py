@@ -3,21 +3,21 @@
 For E beliefs at once: sample N action sequences of length T per belief from N(mean, std), clip to
 [-1, 1], roll them out with the prior, score each by its summed predicted reward, refit mean and std
 to the top K, repeat I times, and return the first action of the final mean. The mean starts at zero
-(the paper) or, with warm start, at the previous plan shifted by one step (`shift_plan`). The rollout
-samples the prior's stochastic state (the paper) or, with `sample_states` off, follows its mean.
+(the paper) or, with warm start, at the previous plan shifted by one step (`shift_plan`). Rollouts
+sample the prior's stochastic state, one sample per candidate and step (the paper).
 
 All randomness is drawn up front from an explicit generator and handed in as tensors, so
 `refine` is a pure function of tensors: it compiles with `torch.compile(fullgraph=True)` (which is
-what lets CUDA graphs capture it) and runs with no host-device sync. `Planner(compile=True)`
-compiles only the rollout step (`imagine_reward`, also one graph): that takes seconds where the
-unrolled loop takes minutes on a CPU, and fusing the step's elementwise kernels is where the CPU
-time goes (its matmuls already run near the machine's peak). On a CPU in bf16 the planner instead
-rolls out with weights packed for oneDNN once per plan (`planet.packed`), which is faster still.
+what lets CUDA graphs capture it) and runs with no host-device sync.
+
+`imagine_reward` is the plain rollout step. `Planner.rollout` is the one place a faster variant of it
+is chosen: on a CPU in bf16, the same step on weights packed for oneDNN once per plan
+(`planet.packed`); elsewhere, with `compile`, the step compiled into one graph (seconds to compile,
+where the unrolled loop takes minutes on a CPU). Tests hold each variant to the plain step.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import torch
@@ -83,28 +83,31 @@ def refine(model: Any, latent: LatentState, action_noise: Tensor, state_noise: T
 
 
 class Planner:
-    """Holds the config and the refinement loop; `compile` compiles its rollout step on the first plan.
-    `pack`: on a CPU in bf16, roll out on weights packed once per plan (`planet.packed`) instead.
-    `step`: what scores a candidate step (default: the world model's prior and reward head); the model
-    then needs only `action_size` and `cfg.state_size`."""
+    """CEM over a world model. `precision`: fp32, or bf16 autocast. `compile`: compile the rollout step
+    on the first plan. `pack`: on a CPU in bf16, roll out on packed weights (the default). `step`: what
+    scores a candidate step (default: the world model's prior and reward head); with another step the
+    model needs only `action_size` and `cfg.state_size`, and no fast path is taken."""
 
     def __init__(self, model: WorldModel, cfg: PlannerConfig, precision: str = "fp32", compile: bool = False,
                  pack: bool = True, step: Step = imagine_reward):
-        self.model = model
-        self.cfg = cfg
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16 (resolve auto first), got {precision!r}")
+        self.model = model
+        self.cfg = cfg
         self.precision = precision
-        custom = step is not imagine_reward  # e.g. a simulator's true dynamics (scripts/pendulum_oracle.py)
-        self.pack = (pack and not custom and precision == "bf16" and isinstance(model, WorldModel)
-                     and packed_rollout_available())
-        self._refine: Callable[..., Tensor] = partial(refine, step=step)
-        if compile:
-            self._refine = partial(refine, step=torch.compile(step, fullgraph=True, dynamic=False))
+        plain = step is imagine_reward
+        self.pack = pack and plain and precision == "bf16" and packed_rollout_available()
+        self.step = torch.compile(step, fullgraph=True, dynamic=False) if compile and plain else step
 
     def packs_on(self, device: torch.device) -> bool:
         """Whether plans on `device` roll out on packed weights (a CPU only)."""
         return self.pack and device.type == "cpu"
+
+    def rollout(self, rows: int, device: torch.device) -> tuple[Any, Step]:
+        """The seam: what rolls `rows` candidates forward on `device`, as (model-like, step)."""
+        if self.packs_on(device):
+            return pack_rollout(self.model, rows), packed_imagine_reward
+        return self.model, self.step
 
     @torch.no_grad()
     def plan(self, latent: LatentState, generator: torch.Generator | None = None) -> Tensor:
@@ -121,21 +124,17 @@ class Planner:
             init_mean = torch.zeros(cfg.horizon, envs, model.action_size, device=device)
         action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),
                                    generator=generator, device=device)
-        state_shape = (cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size)
-        if cfg.sample_states:
-            state_noise = torch.randn(state_shape, generator=generator, device=device)
-        else:  # the prior's mean: a state = mean + std * 0
-            state_noise = torch.zeros(state_shape, device=device)
-        if self.precision == "bf16":
+        state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
+                                  generator=generator, device=device)
+        bf16 = self.precision == "bf16"
+        if bf16:
             # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
             latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
-        if self.packs_on(device):
-            rollout = pack_rollout(model, envs * cfg.candidates)
-            mean = refine(rollout, latent, action_noise, state_noise, cfg.top_k, init_mean, packed_imagine_reward)
-        else:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                mean = self._refine(model, latent, action_noise, state_noise, cfg.top_k, init_mean)
+        rollout_model, step = self.rollout(envs * cfg.candidates, device)
+        # Packed weights are bf16 already; everything else runs bf16 under autocast.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not self.packs_on(device)):
+            mean = refine(rollout_model, latent, action_noise, state_noise, cfg.top_k, init_mean, step)
         return mean.float()  # (T, E, A)
 
 

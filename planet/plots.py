@@ -27,9 +27,6 @@ def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
         values = [r[key] for r in rows]
         ax.plot(steps, values, marker="." if len(rows) < 30 else None)
         ax.set_title(key)
-        if key == "reward" and any(r.get("overshoot_reward", 0) > 0 for r in rows):
-            ax.plot(steps, [r["overshoot_reward"] for r in rows], label="overshoot_reward (d-step prior)")
-            ax.legend(fontsize=8)
         if key != "collect_return" and min(values) > 0:
             ax.set_yscale("log")  # losses fall by orders of magnitude; late progress stays visible
         ax.set_xlabel("env steps")

@@ -69,7 +69,7 @@ def main() -> None:
         parser.error("give either a metrics/eval.json or --seed")
     env_seeds = json.load(open(args.eval_json))["env_seeds"] if args.eval_json else evaluation_seeds(args.seed, 10)
     cfg = PlannerConfig(candidates=args.candidates, top_k=args.top_k, horizon=args.horizon,
-                        iterations=args.iterations, sample_states=False)
+                        iterations=args.iterations)
     shapes = SimpleNamespace(action_size=1, cfg=SimpleNamespace(state_size=1))
     planner = Planner(shapes, cfg, step=true_dynamics(args.repeat))
     returns = []

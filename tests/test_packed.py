@@ -3,7 +3,7 @@ import torch
 
 from planet.config import ModelConfig, PlannerConfig
 from planet.model import LatentState, WorldModel
-from planet.packed import pack_rollout, packed_imagine_reward, packed_rollout_available
+from planet.packed import PackedRollout, pack_rollout, packed_imagine_reward, packed_rollout_available
 from planet.planner import Planner, imagine_reward, score_candidates
 
 pytestmark = pytest.mark.skipif(not packed_rollout_available(), reason="this CPU has no oneDNN bf16 path")
@@ -57,18 +57,22 @@ def test_packed_and_autocast_rollouts_score_candidates_alike(tiny_model_cfg):
     assert in_reference_top.float().mean() >= 0.9
 
 
-def test_the_planner_packs_on_cpu_in_bf16_only(tiny_model_cfg, monkeypatch):
-    import planet.planner
+def test_in_bf16_on_a_cpu_the_planner_plans_on_packed_weights_as_autocast_would(tiny_model_cfg):
+    """The seam picks the packed step in bf16 on a CPU, and the plan it makes is autocast's (the same
+    elites: bf16 rounding moves no candidate across the cut here); in fp32 nothing is packed."""
+    model = random_model(tiny_model_cfg)
+    cfg = PlannerConfig(candidates=256, top_k=32, horizon=4, iterations=3)
+    latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
+    cpu = torch.device("cpu")
+    assert isinstance(Planner(model, cfg, "bf16").rollout(8, cpu)[0], PackedRollout)
+    assert Planner(model, cfg, "bf16", pack=False).rollout(8, cpu) == (model, imagine_reward)
+    assert Planner(model, cfg, "fp32").rollout(8, cpu) == (model, imagine_reward)
 
-    packs = []
-    monkeypatch.setattr(planet.planner, "pack_rollout", lambda *a: packs.append(1) or pack_rollout(*a))
-    model = WorldModel(tiny_model_cfg, 1, 16)
-    cfg = PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2)
-    latent = LatentState(torch.zeros(1, 16), torch.zeros(1, 4))
-    for precision, pack, expected in (("bf16", True, 1), ("bf16", False, 0), ("fp32", True, 0)):
-        packs.clear()
-        Planner(model, cfg, precision, pack=pack).plan(latent, torch.Generator().manual_seed(0))
-        assert len(packs) == expected, (precision, pack)
+    def plan(precision, pack):
+        return Planner(model, cfg, precision, pack=pack).plan_sequence(latent, torch.Generator().manual_seed(0))
+
+    assert torch.equal(plan("bf16", True), plan("bf16", False))
+    assert torch.equal(plan("fp32", True), plan("fp32", False))
 
 
 def test_the_planner_packs_the_weights_it_has_now(tiny_model_cfg):

@@ -72,7 +72,7 @@ def test_the_oracle_plans_with_the_engines_planner_on_the_true_dynamics():
     assert np.allclose(after.belief.numpy(), np.stack([angle, speed], -1)) and np.allclose(reward.numpy(), total)
 
     planner = Planner(oracle.SimpleNamespace(action_size=1, cfg=oracle.SimpleNamespace(state_size=1)),
-                      PlannerConfig(candidates=200, top_k=20, horizon=6, iterations=5, sample_states=False),
+                      PlannerConfig(candidates=200, top_k=20, horizon=6, iterations=5),
                       step=rollout)
     angle, speed, ret, plan = np.pi, 0.0, 0.0, None
     generator = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ def test_iteration_returns_every_term_and_collects(tiny_model_cfg):
     trainer = Trainer(cfg, 1, torch.device("cpu"))
     sampler = SequenceSampler([make_episode(12, size=16)], 4, trainer.rng)
     stats = trainer.train_iteration(sampler, 0)
-    assert set(stats) == {"total", "recon", "reward", "kl", "overshoot", "overshoot_reward", "grad_norm"}
+    assert set(stats) == {"total", "recon", "reward", "kl", "overshoot", "grad_norm"}
     assert all(np.isfinite(v) for v in stats.values())
     episodes = trainer.collect([PixelEnv(cfg.env), PixelEnv(cfg.env)], [0, 1])
     assert [len(e) for e in episodes] == [12, 12]
