@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui scale-demo $(DMC_TASKS)
+.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -29,6 +29,13 @@ $(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC
 
 test: $(BIN)/dvc  ## the whole test suite
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the engine's core ([tool.mutmut] in pyproject.toml); not part of `make test`.
+mutation: $(BIN)/dvc  ## mutate planet/'s core modules, run their tests on each mutant, print killed/survived
+	$(BIN)/python -m pip install --quiet mutmut==3.8.0
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc) >mutation.log 2>&1 || (tail -20 mutation.log; exit 1)
+	$(BIN)/python scripts/mutation_report.py
 
 lint: $(BIN)/dvc
 	$(BIN)/ruff check .

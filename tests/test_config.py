@@ -74,3 +74,12 @@ def test_evaluation_planner_takes_evaluate_horizon():
     assert cfg.evaluation_planner() == PlannerConfig(**{**cfg.section("planner"), "horizon": 6})
     with pytest.raises(ConfigError, match="evaluate.horizon: must be a non-negative integer"):
         load_config(params(evaluate__horizon=-1))
+
+
+def test_removed_options_load_at_their_fixed_value_and_are_refused_otherwise():
+    """Params and checkpoints from before an option's removal still load, unless they used it."""
+    assert load_config(params(planner__sample_states=True, train__overshoot_reward_scale=0)) == Config()
+    with pytest.raises(ConfigError, match=r"^planner\.sample_states: this option was removed; only True"):
+        load_config(params(planner__sample_states=False))
+    with pytest.raises(ConfigError, match=r"^train\.overshoot_reward_scale: this option was removed"):
+        load_config(params(train__overshoot_reward_scale=1.0))
