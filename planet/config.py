@@ -228,7 +228,7 @@ class Config:
         """Short hash of the named sections (all when none): what shaped a checkpoint or a run."""
         flat = self.flat()
         keys = [k for k in flat if not sections or k.split(".")[0] in sections]
-        payload = json.dumps({k: flat[k] for k in sorted(keys)}, sort_keys=True)
+        payload = json.dumps({k: flat[k] for k in sorted(keys)})  # sorted: the same params, the same hash
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -276,7 +276,7 @@ def _check_value(key: str, hint: Any, value: Any) -> Any:
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "params"
+    where = prefix[:-1] or "params"  # "train." -> "train"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a mapping of keys to values, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -289,7 +289,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
                                   f"what the code now always does, is accepted, got {raw[key]!r}")
             continue
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
+            close = difflib.get_close_matches(str(key), names)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"{prefix}{key}: unknown key{hint}")
     kwargs = {}

@@ -12,6 +12,10 @@ from planet.config import ModelConfig  # noqa: E402
 register()
 torch.set_num_threads(2)
 
+# `make mutation`: mutmut 3.8 reads pytest's private Item._nodeid, which pytest 9.2 no longer has.
+if not hasattr(pytest.Item, "_nodeid"):
+    pytest.Item._nodeid = property(lambda item: item.nodeid)
+
 
 @pytest.fixture
 def tiny_model_cfg() -> ModelConfig:
