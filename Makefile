@@ -34,7 +34,7 @@ test: $(BIN)/dvc  ## the whole test suite
 mutation: $(BIN)/dvc  ## mutate planet/'s core modules, run their tests on each mutant, print killed/survived
 	$(BIN)/python -m pip install --quiet mutmut==3.8.0
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children $$(nproc) >mutation.log 2>&1 || (tail -20 mutation.log; exit 1)
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $$(nproc) >mutation.log 2>&1 || (tail -20 mutation.log; exit 1)
 	$(BIN)/python scripts/mutation_report.py
 
 lint: $(BIN)/dvc

@@ -136,7 +136,7 @@ class SequenceSampler:
 
     def sample(self, batch_size: int) -> Batch:
         # One draw over all windows: an episode is picked in proportion to how many windows it has.
-        flat = self.rng.integers(0, self._windows.sum(), size=batch_size)
+        flat = self.rng.integers(self._windows.sum(), size=batch_size)  # in [0, number of windows)
         ends = np.cumsum(self._windows)
         which = np.searchsorted(ends, flat, side="right")
         starts = flat - (ends[which] - self._windows[which])

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from toy_env import register  # noqa: E402
 from planet.config import ModelConfig  # noqa: E402
 
 register()
-torch.set_num_threads(2)
+# Two threads, as on CI, unless OMP_NUM_THREADS says otherwise: `make mutation` sets 1, because its
+# workers are forked from a process that has run the tests, and a forked OpenMP pool hangs.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))
 
 # `make mutation`: mutmut 3.8 reads pytest's private Item._nodeid, which pytest 9.2 no longer has.
 if not hasattr(pytest.Item, "_nodeid"):

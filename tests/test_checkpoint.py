@@ -14,14 +14,17 @@ from planet.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from planet.config import Config, EnvConfig, TrainConfig, load_config
+from planet.config import Config, EnvConfig, RuntimeConfig, TrainConfig, load_config
 from planet.replay import SequenceSampler
 from planet.trainer import Trainer
+
+FP32 = RuntimeConfig(precision="fp32")
 
 
 def tiny_config(tiny_model_cfg):
     return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
-                  train=TrainConfig(steps_per_iteration=3, batch_size=2, seq_len=4))
+                  train=TrainConfig(steps_per_iteration=3, batch_size=2, seq_len=4),
+                  runtime=FP32)  # `auto` times a probe, whose verdict may change under load
 
 
 def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg):
@@ -106,3 +109,38 @@ def test_the_same_checkpoint_is_the_same_bytes(tmp_path, tiny_model_cfg):
     reloaded = load_checkpoint(checkpoint_path(tmp_path / "a", 1))  # fresh objects, as a resumed run has
     save_checkpoint(tmp_path / "b", reloaded, keep=1)
     assert (checkpoint_path(tmp_path / "a", 1).read_bytes() == checkpoint_path(tmp_path / "b", 1).read_bytes())
+
+
+def test_every_unusable_checkpoint_is_refused_in_one_line_that_says_why(tmp_path, tiny_model_cfg):
+    from planet.checkpoint import FORMAT
+
+    path = tmp_path / "checkpoint_000001.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: not a loadable checkpoint (EOFError)"  # no message: the error's name
+    path.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value).startswith(f"{path}: not a loadable checkpoint (") and "\n" not in str(err.value)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: not a PlaNet checkpoint (format {FORMAT} expected)"
+    torch.save({"format": "planet-checkpoint/0"}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (f"{path}: written by an older version of this project (planet-checkpoint/0, "
+                              f"{FORMAT} expected); train again")
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(saved, fingerprint="xyz")
+    assert str(err.value) == f"{saved}: made under other params, code or data (fingerprint abc, this run xyz)"
+
+
+def test_a_checkpoint_loads_onto_the_device_asked_for(tmp_path, tiny_model_cfg):
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
+    weights = load_checkpoint(saved, map_location="meta").model
+    assert {tensor.device.type for tensor in weights.values()} == {"meta"}

@@ -4,15 +4,17 @@ import torch
 from test_replay import make_episode
 
 from planet.agent import run_episodes
-from planet.config import Config, EnvConfig, PlannerConfig, TrainConfig
+from planet.config import Config, EnvConfig, PlannerConfig, RuntimeConfig, TrainConfig
 from planet.envs import PixelEnv
 from planet.replay import SequenceSampler
 from planet.trainer import NonFiniteError, Trainer
 
+FP32 = RuntimeConfig(precision="fp32")  # `auto` times a probe, whose verdict may change under load
+
 
 def tiny(tiny_model_cfg, **train):
     return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
-                  train=TrainConfig(steps_per_iteration=4, batch_size=2, seq_len=4, **train))
+                  train=TrainConfig(steps_per_iteration=4, batch_size=2, seq_len=4, **train), runtime=FP32)
 
 
 def test_iteration_returns_every_term_and_collects(tiny_model_cfg):
@@ -44,7 +46,7 @@ def test_a_trained_model_plans_far_better_than_random_actions(tiny_model_cfg):
     torch.manual_seed(0)
     cfg = Config(env=EnvConfig(id="PlanetSquare-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                  train=TrainConfig(steps_per_iteration=100, batch_size=16, seq_len=8, lr=3e-3),
-                 planner=PlannerConfig(candidates=100, top_k=10, horizon=6, iterations=4))
+                 planner=PlannerConfig(candidates=100, top_k=10, horizon=6, iterations=4), runtime=FP32)
     trainer = Trainer(cfg, 1, torch.device("cpu"))
     envs = [PixelEnv(cfg.env) for _ in range(8)]
     random_episodes = run_episodes(envs, list(range(8)), rng=np.random.default_rng(0))
