@@ -46,7 +46,7 @@ class Agent:
         warm = self.plan is not None and self.planner.cfg.warm_start
         self.plan = self.planner.plan_sequence(self.latent, self.generator, shift_plan(self.plan) if warm else None)
         action = self.plan[0]  # (E, A)
-        if exploration_noise > 0:
+        if exploration_noise:  # config refuses negative noise
             noise = torch.randn(action.shape, generator=self.generator, device=self.device)
             action = action + exploration_noise * noise
         self.prev_action = action.clamp(-1.0, 1.0)
