@@ -6,7 +6,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,15 +15,14 @@ from planet.checkpoint import TrainProgress, latest_checkpoint, load_checkpoint
 from planet.fileio import TEMP_GLOB, atomic_write
 
 WRITER = """
-import sys, time, torch
+import sys
 from pathlib import Path
 from planet.fileio import atomic_write
 path = Path(sys.argv[1])
 with atomic_write(path) as f:
-    f.write(b"new-start")
+    f.write(b"new-start" + bytes(1 << 20)); f.flush()
     print("writing", flush=True)
-    for _ in range(200):  # a slow write: 200 x 1 MB, plenty of time to be killed
-        f.write(bytes(1 << 20)); f.flush(); time.sleep(0.01)
+    sys.stdin.read()  # half-way through the write until the test kills it: no race
 """
 
 
@@ -56,10 +54,9 @@ def test_sigkill_mid_write_keeps_the_previous_checkpoint(tmp_path):
     save_checkpoint(tmp_path, Trainer(cfg, 1, torch.device("cpu")).checkpoint("fp", TrainProgress(iteration=1)), keep=3)
     good = (tmp_path / "checkpoint_000001.pt").read_bytes()
     victim = tmp_path / "checkpoint_000001.pt"  # the next save overwrites the same name
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(victim)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(victim)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdout.readline().strip() == "writing"
-    time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert victim.read_bytes() == good  # untouched
