@@ -18,7 +18,7 @@ from planet.config import Config, EnvConfig, RuntimeConfig, TrainConfig, load_co
 from planet.replay import SequenceSampler
 from planet.trainer import Trainer
 
-FP32 = RuntimeConfig(precision="fp32")
+FP32 = RuntimeConfig(precision="fp32", compile=False)
 
 
 def tiny_config(tiny_model_cfg):

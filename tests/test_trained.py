@@ -21,7 +21,7 @@ def model_file(tmp_path, tiny_model_cfg):
     cfg = Config(env=EnvConfig(id="Pendulum-v1", image_size=16, action_repeat=4, crop=0.55), model=tiny_model_cfg,
                  train=TrainConfig(batch_size=2, seq_len=4), planner=PlannerConfig(candidates=16, top_k=4, horizon=3,
                                                                                      iterations=2),
-                 runtime=RuntimeConfig(precision="fp32"))
+                 runtime=RuntimeConfig(precision="fp32", compile=False))
     env = PixelEnv(cfg.env)
     trainer = Trainer(cfg, env.action_size, torch.device("cpu"), env.low, env.high)
     env.close()

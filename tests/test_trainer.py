@@ -9,7 +9,8 @@ from planet.envs import PixelEnv
 from planet.replay import SequenceSampler
 from planet.trainer import NonFiniteError, Trainer
 
-FP32 = RuntimeConfig(precision="fp32")  # `auto` times a probe, whose verdict may change under load
+# fp32: `auto` times a probe, whose verdict may change under load; eager: compiling costs seconds per test
+FP32 = RuntimeConfig(precision="fp32", compile=False)
 
 
 def tiny(tiny_model_cfg, **train):
