@@ -153,3 +153,25 @@ def test_a_few_hundred_steps_drive_the_loss_down(tiny_model_cfg):
     recon_first = torch.stack([t.recon for t in totals[:20]]).mean()
     recon_last = torch.stack([t.recon for t in totals[-20:]]).mean()
     assert last < 0.3 * first and recon_last < 0.3 * recon_first, (first, last)
+
+
+def test_each_term_is_the_papers_by_an_independent_computation(tiny_model_cfg):
+    """Recon: squared error summed over each frame's pixels, mean over (T, B); reward: mean squared
+    error; KL: summed over state dims, mean over (T, B); computed here with torch's own functions."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    batch = random_batch(steps=5, batch=3)
+    cfg = TrainConfig(bit_depth=8, free_nats=0.0, overshoot_beta=0.0)  # 8 bits: no dequantisation noise
+    terms = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(0))
+    obs = batch.obs.float() / 255
+    noise = torch.randn((5, 3, 4), generator=torch.Generator().manual_seed(0))  # the loss's first draw
+    observed = model.rssm.observe(model.encode(obs), batch.action, model.rssm.initial(3, torch.device("cpu")), noise)
+    features = torch.cat([observed.beliefs, observed.states], -1)
+    prior = torch.distributions.Normal(observed.prior.mean, observed.prior.std)
+    posterior = torch.distributions.Normal(observed.posterior.mean, observed.posterior.std)
+    assert torch.allclose(terms.recon, F.mse_loss(model.decode(features), obs, reduction="sum") / 15, rtol=1e-5)
+    assert torch.allclose(terms.reward, F.mse_loss(model.reward(features), batch.reward), rtol=1e-5)
+    assert torch.allclose(terms.kl, torch.distributions.kl_divergence(posterior, prior).sum(-1).mean(), rtol=1e-5)
+    assert terms.overshoot.item() == 0.0
