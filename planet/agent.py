@@ -33,14 +33,14 @@ class Agent:
         self.prev_action = torch.zeros(envs, self.model.action_size, device=self.device)
         self.plan = None
 
-    @torch.no_grad()
     def observe(self, obs: np.ndarray) -> None:
         """obs (E, S, S, 3) uint8, the frames the previous actions led to."""
         frames = preprocess_obs(torch.as_tensor(obs, device=self.device), self.bit_depth, self.generator)
         noise = torch.randn(self.latent.state.shape, generator=self.generator, device=self.device)
-        self.latent, _ = self.model.rssm.posterior_step(self.latent, self.prev_action, self.model.encode(frames), noise)
+        with torch.no_grad():
+            embed = self.model.encode(frames)  # (E, embed)
+            self.latent, _ = self.model.rssm.posterior_step(self.latent, self.prev_action, embed, noise)
 
-    @torch.no_grad()
     def act(self, exploration_noise: float = 0.0) -> np.ndarray:
         """Plan from the current beliefs; Gaussian exploration noise when collecting. -> (E, A) in [-1, 1]."""
         warm = self.plan is not None and self.planner.cfg.warm_start

@@ -29,33 +29,33 @@ class Dream(NamedTuple):
     reward_pred: np.ndarray  # (N,)
 
 
-@torch.no_grad()
 def dream(model: WorldModel, episode: Episode, context: int, steps: int, generator: torch.Generator,
           bit_depth: int = 8) -> Dream:
     """context + steps frames from the start of `episode` (clipped to its length)."""
-    device = next(model.parameters()).device
-    total = min(context + steps, len(episode))
-    context = min(context, total)
-    # Replay layout: frame t+1 pairs with action t and reward t (see planet.replay).
-    obs = torch.as_tensor(episode.obs[1 : total + 1], device=device)[:, None]  # (N, 1, S, S, 3)
-    action = torch.as_tensor(episode.action[:total], device=device)[:, None]  # (N, 1, A)
-    frames = preprocess_obs(obs, bit_depth, generator)
-    latent = model.rssm.initial(1, device)
-    features = []
-    for t in range(total):
-        noise = torch.randn(latent.state.shape, generator=generator, device=device)
-        if t < context:
-            latent, _ = model.rssm.posterior_step(latent, action[t], model.encode(frames[t]), noise)
-        else:
-            latent, _ = model.rssm.imagine_step(latent, action[t], noise)
-        features.append(model.features(latent))
-    features = torch.stack(features)  # (N, 1, H+Z)
-    imagined = model.decode(features)[:, 0].float()  # (N, S, S, 3)
-    mse = (imagined - frames[:, 0].float()).square().mean(dim=(1, 2, 3))
-    reward_pred = model.reward(features)[:, 0].float()
-    to_uint8 = (imagined * 255).round().clamp(0, 255).to(torch.uint8)
-    return Dream(episode.obs[1 : total + 1], to_uint8.cpu().numpy(), mse.cpu().numpy(),
-                 episode.reward[:total].copy(), reward_pred.cpu().numpy())
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        total = min(context + steps, len(episode))
+        context = min(context, total)
+        # Replay layout: frame t+1 pairs with action t and reward t (see planet.replay).
+        obs = torch.as_tensor(episode.obs[1 : total + 1], device=device)[:, None]  # (N, 1, S, S, 3)
+        action = torch.as_tensor(episode.action[:total], device=device)[:, None]  # (N, 1, A)
+        frames = preprocess_obs(obs, bit_depth, generator)
+        latent = model.rssm.initial(1, device)
+        features = []
+        for t in range(total):
+            noise = torch.randn(latent.state.shape, generator=generator, device=device)
+            if t < context:
+                latent, _ = model.rssm.posterior_step(latent, action[t], model.encode(frames[t]), noise)
+            else:
+                latent, _ = model.rssm.imagine_step(latent, action[t], noise)
+            features.append(model.features(latent))
+        features = torch.stack(features)  # (N, 1, H+Z)
+        imagined = model.decode(features)[:, 0].float()  # (N, S, S, 3)
+        mse = (imagined - frames[:, 0].float()).square().mean(dim=(1, 2, 3))
+        reward_pred = model.reward(features)[:, 0].float()
+        to_uint8 = (imagined * 255).round().clamp(0, 255).to(torch.uint8)
+        return Dream(episode.obs[1 : total + 1], to_uint8.cpu().numpy(), mse.cpu().numpy(),
+                     episode.reward[:total].copy(), reward_pred.cpu().numpy())
 
 
 def return_error(result: Dream, context: int, horizon: int) -> float | None:

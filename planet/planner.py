@@ -109,12 +109,10 @@ class Planner:
             return pack_rollout(self.model, rows), packed_imagine_reward
         return self.model, self.step
 
-    @torch.no_grad()
     def plan(self, latent: LatentState, generator: torch.Generator | None = None) -> Tensor:
         """latent (E, .) -> first action of the refit mean (E, A), in [-1, 1]."""
         return self.plan_sequence(latent, generator)[0]
 
-    @torch.no_grad()
     def plan_sequence(self, latent: LatentState, generator: torch.Generator | None = None,
                       init_mean: Tensor | None = None) -> Tensor:
         """latent (E, .), init_mean (T, E, A) or None (zeros) -> the whole refit mean (T, E, A)."""
@@ -131,9 +129,9 @@ class Planner:
             # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
             latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
-        rollout_model, step = self.rollout(envs * cfg.candidates, device)
-        # Packed weights are bf16 already; everything else runs bf16 under autocast.
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not self.packs_on(device)):
+        rollout_model, step = self.rollout(envs * cfg.candidates, device)  # packing copies detached weights
+        autocast = bf16 and not self.packs_on(device)  # packed weights are bf16 already
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             mean = refine(rollout_model, latent, action_noise, state_noise, cfg.top_k, init_mean, step)
         return mean.float()  # (T, E, A)
 
