@@ -77,9 +77,23 @@ def test_write_dreams_writes_each_dream_and_reports_its_errors(tiny_model_cfg, t
     assert [(r["episode"], r["step"], r["horizon"]) for r in report.errors] == [
         (i, t, t - 3) for i in (0, 1) for t in range(1, 10)]
     assert [r["mse"] for r in report.errors] == [float(m) for d in dreams for m in d.mse]
-    assert [(r["reward_true"], r["reward_predicted"]) for r in report.rewards] == [
-        (float(a), float(b)) for d in dreams for a, b in zip(d.reward_true, d.reward_pred)]
+    assert [(r["episode"], r["step"], r["reward_true"], r["reward_predicted"]) for r in report.rewards] == [
+        (i, t + 1, float(a), float(b)) for i, d in enumerate(dreams) for t, (a, b) in
+        enumerate(zip(d.reward_true, d.reward_pred))]
     assert set(report.metrics) == {"mse_h1", "mse_h5", "return_error_h1", "return_error_h5"}
     for h in (1, 5):
         assert report.metrics[f"mse_h{h}"] == round(float(np.mean([d.mse[2 + h] for d in dreams])), 6)
         assert report.metrics[f"return_error_h{h}"] == round(float(np.mean([return_error(d, 3, h) for d in dreams])), 3)
+
+
+def test_a_dreams_frames_and_errors_are_what_it_imagined(tiny_model_cfg):
+    """The imagined frames are the decoder's pixels as uint8, and mse compares them with the real
+    frames (8 bits: no dequantisation noise; a sigmoid decoder: nothing clipped), up to uint8 rounding."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = WorldModel(dataclasses.replace(tiny_model_cfg, decoder_output="sigmoid"), 1, 16).eval()
+    result = dream(model, make_episode(12, size=16), 3, 6, torch.Generator().manual_seed(0), bit_depth=8)
+    imagined, real = result.imagined / 255.0, result.real / 255.0
+    assert result.imagined.dtype == np.uint8 and 0 < result.imagined.mean() < 255
+    assert np.allclose(result.mse, ((imagined - real) ** 2).mean(axis=(1, 2, 3)), rtol=0.01, atol=1e-5)
