@@ -130,7 +130,7 @@ class Planner:
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
             latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
         rollout_model, step = self.rollout(envs * cfg.candidates, device)  # packing copies detached weights
-        autocast = bf16 and not self.packs_on(device)  # packed weights are bf16 already
+        autocast = bf16 and step is not packed_imagine_reward  # packed weights are bf16 already
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             mean = refine(rollout_model, latent, action_noise, state_noise, cfg.top_k, init_mean, step)
         return mean.float()  # (T, E, A)

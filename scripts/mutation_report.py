@@ -50,9 +50,9 @@ def main() -> int:
 
 def print_survivors(meta: Path) -> None:
     """Each survivor's function, mutated, against the original: the changed lines only."""
-    source = meta.with_suffix("")  # mutants/planet/x.py
-    functions = {node.name: ast.get_source_segment(source.read_text(), node)
-                 for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.FunctionDef)}
+    source = meta.with_suffix("").read_text()  # mutants/planet/x.py
+    functions = {node.name: ast.get_source_segment(source, node)
+                 for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef)}
     for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
         if code != SURVIVED:
             continue

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from test_replay import make_episode
+from test_trainer import FP32
 
 from planet.checkpoint import (
     CheckpointError,
@@ -14,17 +15,15 @@ from planet.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from planet.config import Config, EnvConfig, RuntimeConfig, TrainConfig, load_config
+from planet.config import Config, EnvConfig, TrainConfig, load_config
 from planet.replay import SequenceSampler
 from planet.trainer import Trainer
-
-FP32 = RuntimeConfig(precision="fp32", compile=False)
 
 
 def tiny_config(tiny_model_cfg):
     return Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                   train=TrainConfig(steps_per_iteration=3, batch_size=2, seq_len=4),
-                  runtime=FP32)  # `auto` times a probe, whose verdict may change under load
+                  runtime=FP32)
 
 
 def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg):

@@ -2,8 +2,9 @@ import dataclasses
 
 import numpy as np
 import torch
+from test_trainer import FP32
 
-from planet.config import Config, EnvConfig, PlannerConfig, RuntimeConfig, TrainConfig
+from planet.config import Config, EnvConfig, PlannerConfig, TrainConfig
 from planet.evaluation import evaluate, evaluation_seeds
 from planet.model import WorldModel
 
@@ -13,7 +14,7 @@ def test_evaluation_plans_without_the_training_exploration_noise(tiny_model_cfg)
     says, evaluation acts on the plans alone (one PlaNet port evaluated with the noise on)."""
     cfg = Config(env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                  planner=PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2),
-                 runtime=RuntimeConfig(precision="fp32", compile=False), train=TrainConfig(exploration_noise=0.0))
+                 runtime=FP32, train=TrainConfig(exploration_noise=0.0))
     torch.manual_seed(0)
     model = WorldModel(tiny_model_cfg, 1, 16).eval()
     quiet = evaluate(model, cfg, episodes=2, seed=3)

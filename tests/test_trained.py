@@ -6,10 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_trainer import FP32
 
 import planet
 from planet.checkpoint import CheckpointError, TrainProgress, write_checkpoint
-from planet.config import Config, EnvConfig, PlannerConfig, RuntimeConfig, TrainConfig, load_config
+from planet.config import Config, EnvConfig, PlannerConfig, TrainConfig, load_config
 from planet.envs import PixelEnv
 from planet.trained import build_model
 from planet.trainer import Trainer
@@ -21,7 +22,7 @@ def model_file(tmp_path, tiny_model_cfg):
     cfg = Config(env=EnvConfig(id="Pendulum-v1", image_size=16, action_repeat=4, crop=0.55), model=tiny_model_cfg,
                  train=TrainConfig(batch_size=2, seq_len=4), planner=PlannerConfig(candidates=16, top_k=4, horizon=3,
                                                                                      iterations=2),
-                 runtime=RuntimeConfig(precision="fp32", compile=False))
+                 runtime=FP32)
     env = PixelEnv(cfg.env)
     trainer = Trainer(cfg, env.action_size, torch.device("cpu"), env.low, env.high)
     env.close()
