@@ -6,6 +6,8 @@ seed episodes) and returns replay `Episode`s laid out as `planet.replay` documen
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -17,6 +19,8 @@ from planet.replay import Episode
 
 
 class Agent:
+    """Beliefs over E envs, updated with each real frame (`observe`), and the planner's next action (`act`)."""
+
     def __init__(self, model: WorldModel, planner: Planner, generator: torch.Generator, bit_depth: int = 8):
         self.model = model
         self.planner = planner
@@ -55,7 +59,7 @@ class Agent:
 
 def run_episodes(envs: list[PixelEnv], seeds: list[int], agent: Agent | None = None,
                  exploration_noise: float = 0.0, rng: np.random.Generator | None = None,
-                 progress=None) -> list[Episode]:
+                 progress: Callable[[], None] | None = None) -> list[Episode]:
     """Run one episode per env side by side. agent None: uniform random actions from `rng`.
 
     `progress`, if given, is called once per agent step (for a progress bar)."""

@@ -17,6 +17,7 @@ import random
 import re
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ class TrainProgress:
 
 @dataclass
 class Checkpoint:
+    """One checkpoint file's contents (format `planet-checkpoint/2`)."""
+
     iteration: int  # iterations completed
     fingerprint: str  # what shaped the weights: the params that matter, engine code, seed data
     config: dict[str, Any]  # the resolved Config as a nested mapping (`load_config` rebuilds it)
@@ -67,6 +70,7 @@ class Checkpoint:
 
 
 def capture_rng(torch_generator: torch.Generator, numpy_rng: np.random.Generator) -> dict[str, Any]:
+    """Every random state a resumed run needs: the global ones and the run's two generators."""
     return {
         "torch_global": torch.get_rng_state(),
         "numpy_global": _jsonable(np.random.get_state(legacy=False)),
@@ -77,6 +81,7 @@ def capture_rng(torch_generator: torch.Generator, numpy_rng: np.random.Generator
 
 
 def restore_rng(state: dict[str, Any], torch_generator: torch.Generator, numpy_rng: np.random.Generator) -> None:
+    """Put back what `capture_rng` took, in place."""
     torch.set_rng_state(state["torch_global"])
     np.random.set_state(state["numpy_global"])
     version, internal, gauss = state["python"]
@@ -107,6 +112,7 @@ def _interned(value: Any) -> Any:
 
 
 def checkpoint_path(folder: Path, iteration: int) -> Path:
+    """Where the checkpoint after `iteration` iterations is stored."""
     return Path(folder) / f"checkpoint_{iteration:06d}.pt"
 
 
@@ -163,7 +169,8 @@ def load_checkpoint(path: Path, fingerprint: str | None = None, map_location: st
     return Checkpoint(**values)
 
 
-def latest_checkpoint(folder: Path, fingerprint: str | None, warn=print) -> Checkpoint | None:
+def latest_checkpoint(folder: Path, fingerprint: str | None,
+                      warn: Callable[[str], object] = print) -> Checkpoint | None:
     """The newest checkpoint in `folder` that loads and matches `fingerprint` (None: any); unusable
     ones are reported and skipped."""
     for path in reversed(list_checkpoints(folder)):

@@ -18,6 +18,7 @@ EVAL_STREAM = 1  # env seeds disjoint from the training episodes'
 
 
 def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """The env seeds of the evaluation episodes: fixed by `seed`, disjoint from training's."""
     return [episode_seed(seed, i, EVAL_STREAM) for i in range(episodes)]
 
 

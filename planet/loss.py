@@ -22,6 +22,8 @@ from planet.model import Gaussian, LatentState, Observed, WorldModel
 
 
 class LossTerms(NamedTuple):
+    """Scalar loss terms; `total` = recon + reward_scale * reward + kl_beta * kl + overshoot_beta * overshoot."""
+
     total: Tensor
     recon: Tensor
     reward: Tensor
@@ -77,6 +79,8 @@ def overshooting(model: WorldModel, observed: Observed, action: Tensor, depth: i
 
 def world_model_loss(model: WorldModel, batch: TensorBatch, cfg: TrainConfig,
                      generator: torch.Generator | None = None) -> LossTerms:
+    """The negative variational bound (paper Eq. 3) with latent overshooting (Sec. 4) on one batch:
+    obs (T, B, S, S, 3) uint8, action (T, B, A) = each frame's previous action, reward (T, B)."""
     steps, batch_size = batch.reward.shape
     device = batch.reward.device
     obs = preprocess_obs(batch.obs, cfg.bit_depth, generator)  # (T, B, S, S, 3)
@@ -118,4 +122,5 @@ def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: Tenso
 
 
 def make_optimizer(model: WorldModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over every model parameter (the seed's optimiser; the paper uses Adam)."""
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)

@@ -48,6 +48,7 @@ class Observed(NamedTuple):
 
 
 def conv_out_size(image_size: int) -> int:
+    """Side of the encoder's last feature map for (padded) frames of side `image_size`."""
     return image_size // 16  # four stride-2 convs
 
 
@@ -121,9 +122,11 @@ def positive_std(raw: Tensor, min_std: float) -> Tensor:
 
 
 def gru_gates(gate_in: Tensor, gate_h: Tensor, belief: Tensor) -> Tensor:
-    """nn.GRUCell's update from its two matmuls, W_ih x + b_ih and W_hh h + b_hh, each (N, 3H) in
-    its gate order (reset, update, new), and h (N, H) -> h' (N, H). Every elementwise kernel sees
-    contiguous memory, several times faster on a CPU than strided views."""
+    """nn.GRUCell's update from its two matmuls, W_ih x + b_ih and W_hh h + b_hh, each (..., 3H) in
+    its gate order (reset, update, new), and h (..., H) -> h' (..., H). Written out so that the packed
+    planner (`planet.packed`) runs this same formula on its own matmuls, and so that any leading shape
+    works (nn.GRUCell takes 2-D input only); the gates are sliced once into contiguous halves, which
+    plans faster on a CPU than nn.GRUCell's strided chunks (docs/performance.md)."""
     size = belief.shape[-1]
     reset_update = torch.sigmoid(gate_in[..., : 2 * size] + gate_h[..., : 2 * size])  # (N, 2H)
     reset, update = reset_update[..., :size], reset_update[..., size:]
@@ -142,7 +145,7 @@ class RSSM(nn.Module):
         gru_input = cfg.hidden_size if self.input_embed is not None else cfg.state_size + action_size
         self.gru = nn.GRUCell(gru_input, cfg.belief_size)
         # Mean and std heads stay separate layers: a fused (.., 2Z) output would leave both halves as
-        # strided views, and CPU elementwise kernels on strided bf16 views are several times slower.
+        # strided views, which made the eager bf16 plan slower on a CPU (docs/performance.md).
         self.prior_hidden = nn.Linear(cfg.belief_size, cfg.hidden_size)
         self.prior_mean = nn.Linear(cfg.hidden_size, cfg.state_size)
         self.prior_std = nn.Linear(cfg.hidden_size, cfg.state_size)
@@ -151,6 +154,7 @@ class RSSM(nn.Module):
         self.posterior_std = nn.Linear(cfg.hidden_size, cfg.state_size)
 
     def initial(self, batch: int, device: torch.device) -> LatentState:
+        """Zero belief (batch, H) and state (batch, Z): the start of every sequence and episode."""
         return LatentState(torch.zeros(batch, self.cfg.belief_size, device=device),
                            torch.zeros(batch, self.cfg.state_size, device=device))
 
@@ -161,12 +165,14 @@ class RSSM(nn.Module):
         """[s, a] (N, Z+A), h (N, H) -> h' (N, H)."""
         if self.input_embed is not None:
             inputs = F.relu(self.input_embed(inputs))  # (N, hidden)
-        # nn.GRUCell's maths on its own weights, written out so that it runs under bf16 autocast.
+        # nn.GRUCell's maths on its own weights (`gru_gates`), for any leading shape: overshooting
+        # steps all (T-1, B) start times at once.
         gate_in = F.linear(inputs, self.gru.weight_ih, self.gru.bias_ih)  # (N, 3H): reset, update, new
         gate_h = F.linear(belief, self.gru.weight_hh, self.gru.bias_hh)
         return gru_gates(gate_in, gate_h, belief)
 
     def prior(self, belief: Tensor) -> Gaussian:
+        """p(s_t | h_t): belief (..., H) -> Gaussian (..., Z)."""
         return self._gaussian(F.relu(self.prior_hidden(belief)), self.prior_mean, self.prior_std)
 
     def imagine_step(self, latent: LatentState, action: Tensor, noise: Tensor) -> tuple[LatentState, Gaussian]:
@@ -210,6 +216,8 @@ class RSSM(nn.Module):
 
 
 class WorldModel(nn.Module):
+    """Encoder, RSSM, decoder and reward head of one env's action size and frame size."""
+
     def __init__(self, cfg: ModelConfig, action_size: int, image_size: int):
         super().__init__()
         self.cfg = cfg
@@ -222,6 +230,7 @@ class WorldModel(nn.Module):
 
     @staticmethod
     def features(latent: LatentState) -> Tensor:
+        """[h, s], what the decoder and the reward head see."""
         return torch.cat([latent.belief, latent.state], dim=-1)  # (..., H+Z)
 
     def encode(self, obs: Tensor) -> Tensor:
@@ -234,4 +243,5 @@ class WorldModel(nn.Module):
 
 
 def parameter_count(model: nn.Module) -> int:
+    """Number of scalar parameters."""
     return sum(p.numel() for p in model.parameters())

@@ -1,4 +1,5 @@
-"""Cross-Entropy Method planning in latent space (paper Sec. 3, Alg. 2), batched over environments.
+"""Cross-Entropy Method planning in latent space (paper Sec. 2, "Planning algorithm", and Alg. 2),
+batched over environments.
 
 For E beliefs at once: sample N action sequences of length T per belief from N(mean, std), clip to
 [-1, 1], roll them out with the prior, score each by its summed predicted reward, refit mean and std

@@ -1,4 +1,5 @@
-"""Episode store (one compressed .npz per episode) and the sequence sampler.
+"""Episode store (one compressed .npz per episode) and the sequence sampler: the data set D of
+paper Alg. 1, from which training draws sequence chunks uniformly.
 
 Time alignment, the one place it is defined. An episode of T agent steps holds
 
@@ -100,14 +101,17 @@ def load_episode(path: Path) -> Episode:
 
 
 def episode_paths(folder: Path) -> list[Path]:
+    """The folder's episode files in the order they were written."""
     return sorted(Path(folder).glob(EPISODE_GLOB))
 
 
 def episode_path(folder: Path, index: int) -> Path:
+    """Where episode number `index` (from 0) is stored."""
     return Path(folder) / f"episode_{index:06d}.npz"
 
 
 def load_episodes(folder: Path) -> list[Episode]:
+    """Every episode in `folder`, validated; the first bad file raises EpisodeError naming it."""
     return [load_episode(p) for p in episode_paths(folder)]
 
 
@@ -130,11 +134,13 @@ class SequenceSampler:
         self._windows = np.array([len(ep) - seq_len + 1 for ep in self.episodes])
 
     def add(self, episode: Episode) -> None:
+        """Make a newly collected episode's windows available (too-short episodes are skipped)."""
         if len(episode) >= self.seq_len:
             self.episodes.append(episode)
             self._windows = np.append(self._windows, len(episode) - self.seq_len + 1)
 
     def sample(self, batch_size: int) -> Batch:
+        """`batch_size` windows drawn uniformly with replacement -> time-major (L, B, ...) arrays."""
         # One draw over all windows: an episode is picked in proportion to how many windows it has.
         flat = self.rng.integers(self._windows.sum(), size=batch_size)  # in [0, number of windows)
         ends = np.cumsum(self._windows)

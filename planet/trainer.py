@@ -44,6 +44,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
 
     def to_batch(self, sampler: SequenceSampler) -> TensorBatch:
+        """One replay batch of `train.batch_size` sequences, on the trainer's device."""
         batch = sampler.sample(self.cfg.train.batch_size)
         return TensorBatch(*(torch.as_tensor(a).to(self.device, non_blocking=True) for a in batch))
 
@@ -72,9 +73,12 @@ class Trainer:
         return {name: float(v) for name, v in zip(names, values.mean(0))}
 
     def make_agent(self) -> Agent:
+        """An agent that plans with the model being trained and draws from the run's generator."""
         return Agent(self.model, self.planner, self.generator, self.cfg.train.bit_depth)
 
-    def collect(self, envs: list[PixelEnv], seeds: list[int], progress=None) -> list[Episode]:
+    def collect(self, envs: list[PixelEnv], seeds: list[int],
+                progress: Callable[[], None] | None = None) -> list[Episode]:
+        """One episode per env with the planner and `train.exploration_noise` (paper Alg. 1)."""
         self.model.eval()
         return run_episodes(envs, seeds, self.make_agent(), self.cfg.train.exploration_noise, progress=progress)
 
@@ -89,6 +93,7 @@ class Trainer:
             progress=dataclasses.replace(progress, rows=list(progress.rows), timing=list(progress.timing)))
 
     def restore(self, ckpt: Checkpoint) -> None:
+        """Continue exactly where `ckpt` stopped: weights, optimizer moments and every RNG."""
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         restore_rng(ckpt.rng, self.generator, self.rng)

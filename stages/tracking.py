@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from planet.config import Config
-from stages.common import TRAIN_RUN, StageError
+from stages.common import SCHEDULE_KEYS, TRAIN_RUN, StageError
 
 # The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -130,13 +130,15 @@ def start_train_run(client, experiment_id: str, cfg: Config, tags: dict[str, str
 
 def run_for_stage(client, experiment_id: str, cfg: Config, stage: str) -> str:
     """The training run named in runs/train.json if its params equal these; else a new child run that
-    carries the full params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings compare too."""
+    carries the full params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings compare too.
+    Schedule keys do not count: a run continued to more iterations is still the same run (its params
+    keep the values it started with, as MLflow params cannot change)."""
     train_run_id = json.loads(TRAIN_RUN.read_text())["run_id"]
     train_run = client.get_run(train_run_id)
     flat = {k: str(v) for k, v in cfg.flat().items()}
-    if train_run.data.params == flat:
+    changed = sorted(k for k in flat if k not in SCHEDULE_KEYS and train_run.data.params.get(k) != flat[k])
+    if not changed and set(train_run.data.params) == set(flat):
         return train_run_id
-    changed = sorted(k for k in flat if train_run.data.params.get(k) != flat[k])
     name = f"{train_run.info.run_name}/{stage}-{cfg.fingerprint()[:6]}"
     tags = {**train_run.data.tags, "mlflow.parentRunId": train_run_id, "planet.changed_params": ",".join(changed)}
     tags = {k: v for k, v in tags.items() if k not in ("mlflow.runName",)}

@@ -173,6 +173,12 @@ def test_more_iterations_continue_a_finished_run(six_iterations, tmp_path):
     out = run(["dvc", "repro"], project)
     assert "resuming after iteration 4" in out.stdout and "starting a new run" not in out.stdout
     assert_same_results(six_iterations, project)
+    # Evaluate and dream log into the continued run, not into a child run of changed params.
+    client = mlflow_client(project)
+    train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    runs = client.search_runs([client.get_run(train_id).info.experiment_id])
+    assert [r.info.run_id for r in runs] == [train_id]
+    assert [m.step for m in client.get_metric_history(train_id, "eval/return_mean")] == [400 + 200 * 4, 400 + 200 * 6]
 
 
 def test_changed_settings_keep_the_earlier_run_and_changing_back_resumes_it(tmp_path):
