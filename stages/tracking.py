@@ -26,6 +26,11 @@ from stages.common import SCHEDULE_KEYS, TRAIN_RUN, StageError
 
 # The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# The UI restores a run-list view saved under this experiment tag prefix when its address carries
+# `?viewStateShareKey=<key>` (what its own Share button does).
+SHARED_VIEW_PREFIX, RUN_LIST_VIEW = "mlflow.sharedViewState.", "planet-runs"
+RUN_LIST_METRICS = ("eval/return_mean", "eval/return_std", "collect_return", "env_steps", "wall_time_s")
+ALWAYS_SHOWN_PARAMS = ("env.id", "seed")
 
 
 def project_root(cwd: Path | None = None) -> Path:
@@ -79,6 +84,29 @@ def connect(cfg: Config):
     except Exception as err:  # MLflow raises many types for an unreachable or read-only store
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise StageError(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+def run_list_columns(runs: list[Any], max_params: int = 10) -> list[str]:
+    """The run list's columns: the env, the seed and every other param whose value differs between
+    the training runs (up to `max_params` in all), then the returns and progress metrics."""
+    values: dict[str, set[str]] = {}
+    for run in runs:
+        for key, value in run.data.params.items():
+            values.setdefault(key, set()).add(value)
+    differing = sorted(k for k, v in values.items()
+                       if k not in ALWAYS_SHOWN_PARAMS and (len(v) > 1 or any(k not in r.data.params for r in runs)))
+    params = [*ALWAYS_SHOWN_PARAMS, *differing][:max_params]
+    return [*(f"params.`{k}`" for k in params), *(f"metrics.`{k}`" for k in RUN_LIST_METRICS)]
+
+
+def share_run_list_view(client, experiment_id: str) -> str:
+    """Save the run list's view (training runs only, `run_list_columns`) as a shared view of the
+    experiment; returns the key that opens it (`?viewStateShareKey=<key>`)."""
+    runs = [r for r in client.search_runs([experiment_id], max_results=1000)
+            if "mlflow.parentRunId" not in r.data.tags]
+    view = {"selectedColumns": run_list_columns(runs), "orderByKey": "attributes.start_time", "orderByAsc": False}
+    client.set_experiment_tag(experiment_id, SHARED_VIEW_PREFIX + RUN_LIST_VIEW, json.dumps(view))
+    return RUN_LIST_VIEW
 
 
 def _git(*args: str) -> str:

@@ -1,5 +1,6 @@
 """`make ui`: the MLflow UI over this project's store, on 127.0.0.1, announced with the address of
-the training runs of the experiment in params.yaml."""
+the training runs of the experiment in params.yaml, shown with the params that differ between them
+and their returns as columns (a shared view the UI restores from the address)."""
 from __future__ import annotations
 
 import os
@@ -16,8 +17,10 @@ PORT = os.environ.get("MLFLOW_UI_PORT", "5000")
 def main() -> None:
     cfg = load_params()
     client, experiment_id = tracking.connect(cfg)
-    print(f"MLflow UI: http://127.0.0.1:{PORT}/#/experiments/{experiment_id}  (experiment '{cfg.mlflow.experiment}', "
-          f"one row per training run; tick two and press Compare)", flush=True)
+    view = tracking.share_run_list_view(client, experiment_id)
+    print(f"MLflow UI: open http://127.0.0.1:{PORT}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}\n"
+          f"  the training runs of experiment '{cfg.mlflow.experiment}' with the params that differ between them and "
+          f"their returns; tick two and press Compare", flush=True)
     mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
     os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", tracking.tracking_uri(), "--host", "127.0.0.1",
                       "--port", PORT])

@@ -242,3 +242,37 @@ def test_git_checkout_and_dvc_checkout_restore_a_runs_data_and_model(project):
     run(["dvc", "checkout"], project)
     assert digests(project, *outputs) == before
     assert "changed" not in run(["dvc", "status"], project).stdout
+
+
+def test_make_ui_announces_the_training_runs_with_what_differs(project):
+    """`make ui` saves the run list's view (the params that differ, the returns) and prints its address."""
+    from stages import tracking
+
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "stages.ui"], cwd=project, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "MLFLOW_UI_PORT": str(port), "PYTHONPATH": str(project)},
+                          start_new_session=True)
+    try:
+        announced = ui.stdout.readline()
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the MLflow UI did not start")
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)
+    client = mlflow_client(project)
+    train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    experiment_id = client.get_run(train_id).info.experiment_id
+    assert f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?viewStateShareKey=planet-runs" in announced
+    view = json.loads(client.get_experiment(experiment_id).tags["mlflow.sharedViewState.planet-runs"])
+    # The params that differ between training runs; evaluate's child runs are not training runs.
+    training = [r for r in client.search_runs([experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
+    differing = sorted(k for k in training[0].data.params
+                       if k not in ("env.id", "seed") and len({r.data.params.get(k) for r in training}) > 1)
+    assert view["selectedColumns"] == [*(f"params.`{k}`" for k in ["env.id", "seed", *differing][:10]),
+                                       *(f"metrics.`{k}`" for k in tracking.RUN_LIST_METRICS)]
