@@ -22,8 +22,10 @@ def main() -> None:
           f"  the training runs of experiment '{cfg.mlflow.experiment}' with the params that differ between them and "
           f"their returns; tick two and press Compare", flush=True)
     mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")
+    # One worker and no job runner: a UI for one person, light on a 2-core machine beside a training run.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", tracking.tracking_uri(), "--host", "127.0.0.1",
-                      "--port", PORT])
+                      "--port", PORT, "--workers", "1"])
 
 
 if __name__ == "__main__":
