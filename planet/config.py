@@ -212,6 +212,7 @@ class Config:
         return dataclasses.replace(self.planner, horizon=self.evaluate.horizon)
 
     def section(self, name: str) -> dict[str, Any]:
+        """One section (`train`, `planner`, ...) as a plain mapping."""
         return dataclasses.asdict(getattr(self, name))
 
     def flat(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Open-loop dreams: filter `context` real frames, then roll the prior with the recorded actions.
+"""Open-loop dreams, like the paper's open-loop video predictions: filter `context` real
+frames with the posterior, then roll the prior with the recorded actions.
 
 Shows how far the model's imagination stays faithful: per step reconstruction error and predicted
 versus true reward along the dream (seed: `visualize_dream`).

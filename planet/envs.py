@@ -88,6 +88,7 @@ def render_size(cfg: EnvConfig) -> int:
 
 
 def is_mujoco(spec: gym.envs.registration.EnvSpec) -> bool:
+    """A DeepMind Control Suite task or a Gymnasium MuJoCo env (renders through MuJoCo's GL backend)."""
     entry = spec.entry_point if isinstance(spec.entry_point, str) else getattr(spec.entry_point, "__module__", "")
     return spec.id.startswith(DMC_PREFIX) or "mujoco" in str(entry)
 
@@ -185,11 +186,13 @@ class PixelEnv:
         return resize_frame(center_crop(frame, self.cfg.crop), self.cfg.image_size)
 
     def reset(self, seed: int) -> np.ndarray:
+        """Start an episode with env seed `seed` -> its first frame (S, S, 3) uint8."""
         self.env.reset(seed=seed)
         self.env.action_space.seed(seed)
         return self.render()
 
     def step(self, action: np.ndarray) -> StepResult:
+        """action (A,) in [-1, 1], repeated `action_repeat` times -> the last frame and the summed reward."""
         env_action = self.to_env_action(action)
         total, terminated, truncated = 0.0, False, False
         for _ in range(self.cfg.action_repeat):

@@ -18,6 +18,7 @@ def _pyplot():
 
 
 def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """The learning curves (one row per iteration: losses and collect return) against env steps, as a PNG."""
     plt = _pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     keys = ["collect_return", "recon", "reward", "kl", "overshoot", "grad_norm"]
@@ -37,6 +38,8 @@ def plot_training(rows: list[dict[str, Any]], path: str | Path) -> None:
 
 def plot_dream(errors: list[list[float]], rewards: list[tuple[list[float], list[float]]], context: int,
                path: str | Path) -> None:
+    """Per-step pixel error of each dream, and its predicted against true rewards; `context` marks where
+    filtering ends and open-loop imagination begins."""
     plt = _pyplot()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_err, ax_rew) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)

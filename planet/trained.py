@@ -28,6 +28,7 @@ FITTING_KEYS = ("model.", "env.id", "env.image_size", "env.crop")
 
 
 def saved_config(ckpt: Checkpoint, path: Path) -> Config:
+    """The Config a model file was trained with; refused in one line naming the file if unreadable."""
     try:
         return load_config(ckpt.config)
     except ConfigError as err:

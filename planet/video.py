@@ -21,6 +21,7 @@ def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
 
 
 def with_border(frames: np.ndarray, colour: np.ndarray, width: int = 2) -> np.ndarray:
+    """frames (T, H, W, 3) -> a copy with a `width`-pixel border of `colour` (3,) drawn inside each frame."""
     out = frames.copy()
     out[:, :width], out[:, -width:], out[:, :, :width], out[:, :, -width:] = colour, colour, colour, colour
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,28 @@ def test_sigterm_stops_a_stage_like_ctrl_c():
     assert out.returncode == 2 and "survived" not in out.stdout
     assert out.stderr.strip().splitlines() == ["error: interrupted; rerun `dvc repro` to continue (train "
                                                "resumes from its newest checkpoint)"]
+
+
+def test_a_train_stopped_mid_run_closes_its_mlflow_run_and_the_resume_reopens_it(tmp_path):
+    """SIGTERM in the second iteration (the first one checkpointed): the run ends FAILED with an end
+    time, not RUNNING; `dvc repro` then continues the same run to FINISHED."""
+    project = make_project(tmp_path / "stopped", iterations(3))
+    run(["dvc", "repro", "seed"], project)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    train = subprocess.Popen([sys.executable, "-m", "stages.train"], cwd=project, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for line in train.stdout:  # printed once iteration 2 is logged; iteration 1's checkpoint is written
+        if line.startswith("it    2 |"):
+            train.send_signal(signal.SIGTERM)
+            break
+    _, stderr = train.communicate(timeout=300)
+    assert train.returncode != 0 and "interrupted" in stderr and "Traceback" not in stderr
+    client = mlflow_client(project)
+    run_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    stopped = client.get_run(run_id).info
+    assert stopped.status == "FAILED" and stopped.end_time
+    run(["dvc", "repro"], project)
+    assert json.loads((project / "runs/train.json").read_text())["run_id"] == run_id
+    resumed = client.get_run(run_id).info
+    assert resumed.status == "FINISHED" and resumed.end_time >= stopped.end_time
