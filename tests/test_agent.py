@@ -95,3 +95,68 @@ def test_acting_filters_frames_exactly_as_training_observes_them(tiny_model_cfg)
                                       model.rssm.initial(1, torch.device("cpu")), torch.stack([c[1] for c in calls]))
     assert torch.allclose(observed.beliefs[:, 0], torch.stack([c[2].belief[0] for c in calls]), atol=1e-5)
     assert torch.allclose(observed.states[:, 0], torch.stack([c[2].state[0] for c in calls]), atol=1e-5)
+
+
+def test_collection_noise_is_scaled_gaussian_from_the_agents_generator_then_clamped(tiny_model_cfg):
+    """act(noise) = clamp(plan[0] + noise * N(0, 1), -1, 1), the draw taken from the agent's generator
+    right after planning: replayed here from a copy of the generator."""
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    planner = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2))
+    agent = Agent(model, planner, torch.Generator().manual_seed(0))
+    agent.reset(16)
+    agent.observe(np.zeros((16, 16, 16, 3), np.uint8))
+    replay = torch.Generator().manual_seed(1)
+    replay.set_state(agent.generator.get_state())
+    latent = agent.latent
+    action = agent.act(2.0)
+    plan = planner.plan_sequence(latent, replay)
+    expected = (plan[0] + 2.0 * torch.randn((16, 1), generator=replay)).clamp(-1.0, 1.0)
+    assert np.array_equal(action, expected.numpy())
+    assert action.max() == 1.0 and action.min() == -1.0 and (np.abs(action) < 1).any()  # both bounds reached
+
+
+def test_act_time_dequantisation_draws_from_the_agents_generator(tiny_model_cfg):
+    """Below 8 bits, frames get dequantisation noise at act time as in training; it must come from the
+    agent's generator, so acting is reproducible whatever else used torch's global RNG."""
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    planner = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2))
+    frame = np.full((1, 16, 16, 3), 77, np.uint8)
+
+    def state_after_one_frame(global_seed: int) -> torch.Tensor:
+        torch.manual_seed(global_seed)
+        agent = Agent(model, planner, torch.Generator().manual_seed(0), bit_depth=5)
+        agent.reset(1)
+        agent.observe(frame)
+        return agent.latent.state
+
+    assert torch.equal(state_after_one_frame(1), state_after_one_frame(2))
+
+
+def test_episodes_act_on_the_plan_without_noise_and_off_it_with_noise(tiny_model_cfg):
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    env = PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2))
+    for noise in (None, 0.3):
+        planner = RecordingPlanner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2))
+        planner.starts, planner.plans = [], []
+        agent = Agent(model, planner, torch.Generator().manual_seed(0))
+        (episode,) = run_episodes([env], [3], agent) if noise is None else run_episodes([env], [3], agent, noise)
+        planned = torch.stack([p[0, 0] for p in planner.plans]).clamp(-1, 1).numpy()  # (T, A)
+        if noise is None:  # the default: no exploration noise
+            assert np.array_equal(episode.action, planned)
+        else:
+            assert not np.isclose(episode.action, planned).any()
+
+
+def test_random_episodes_are_fixed_by_their_seeds_span_the_action_range_and_end_truncated():
+    cfg = EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=1)
+
+    def episodes(seeds: list[int]) -> list:
+        return run_episodes([PixelEnv(cfg) for _ in seeds], seeds, rng=np.random.default_rng(7))
+
+    first, again = episodes([0, 1, 2, 3, 4, 5]), episodes([0, 1, 2, 3, 4, 5])
+    assert all(np.array_equal(a.obs, b.obs) and np.array_equal(a.action, b.action) for a, b in zip(first, again))
+    assert len({int(e.obs[0].max()) for e in first}) > 1  # the env seeds reach the envs: different starts
+    actions = np.concatenate([e.action for e in first])  # (6 * 12, 1)
+    assert actions.dtype == np.float32 and -1.0 <= actions.min() < -0.8 and 0.8 < actions.max() <= 1.0
+    for e in first:  # a time limit truncates: the last step only, and nothing terminal
+        assert e.truncated[-1] and not e.truncated[:-1].any() and not e.terminal.any()
