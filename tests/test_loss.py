@@ -162,16 +162,16 @@ def test_each_term_is_the_papers_by_an_independent_computation(tiny_model_cfg):
 
     torch.manual_seed(0)
     model = WorldModel(tiny_model_cfg, 1, 16)
-    batch = random_batch(steps=5, batch=3)
+    batch = random_batch(steps=5, batch=4)  # batch 4, not 3: a sum over the wrong axis must not match
     cfg = TrainConfig(bit_depth=8, free_nats=0.0, overshoot_beta=0.0)  # 8 bits: no dequantisation noise
     terms = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(0))
     obs = batch.obs.float() / 255
-    noise = torch.randn((5, 3, 4), generator=torch.Generator().manual_seed(0))  # the loss's first draw
-    observed = model.rssm.observe(model.encode(obs), batch.action, model.rssm.initial(3, torch.device("cpu")), noise)
+    noise = torch.randn((5, 4, 4), generator=torch.Generator().manual_seed(0))  # the loss's first draw
+    observed = model.rssm.observe(model.encode(obs), batch.action, model.rssm.initial(4, torch.device("cpu")), noise)
     features = torch.cat([observed.beliefs, observed.states], -1)
     prior = torch.distributions.Normal(observed.prior.mean, observed.prior.std)
     posterior = torch.distributions.Normal(observed.posterior.mean, observed.posterior.std)
-    assert torch.allclose(terms.recon, F.mse_loss(model.decode(features), obs, reduction="sum") / 15, rtol=1e-5)
+    assert torch.allclose(terms.recon, F.mse_loss(model.decode(features), obs, reduction="sum") / 20, rtol=1e-5)
     assert torch.allclose(terms.reward, F.mse_loss(model.reward(features), batch.reward), rtol=1e-5)
     assert torch.allclose(terms.kl, torch.distributions.kl_divergence(posterior, prior).sum(-1).mean(), rtol=1e-5)
     assert terms.overshoot.item() == 0.0
@@ -197,3 +197,49 @@ def test_every_draw_comes_from_the_generator_handed_in(tiny_model_cfg):
     first = preprocess_obs(frames, 5, torch.Generator().manual_seed(0))
     torch.manual_seed(2)
     assert torch.equal(first, preprocess_obs(frames, 5, torch.Generator().manual_seed(0)))
+
+
+def test_overshooting_of_depth_one_on_two_steps_is_the_one_prior_step_kl(tiny_model_cfg):
+    """The smallest case: T=2, B=1, depth 1 has one (start, distance) pair: KL between the posterior at
+    t=1 and the prior one step on from the posterior at t=0, with action[1] and the overshooting draw."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    batch = random_batch(steps=2, batch=1)
+    cfg = TrainConfig(bit_depth=8, overshoot_beta=1.0, overshoot_depth=1)
+    terms = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(0))
+    draws = torch.Generator().manual_seed(0)
+    noise = torch.randn((2, 1, 4), generator=draws)  # the loss's draws, in its order
+    overshoot_noise = torch.randn((1, 1, 1, 4), generator=draws)
+    with torch.no_grad():
+        observed = model.rssm.observe(model.encode(batch.obs.float() / 255), batch.action,
+                                      model.rssm.initial(1, torch.device("cpu")), noise)
+        start = LatentState(observed.beliefs[0], observed.states[0])
+        _, prior = model.rssm.imagine_step(start, batch.action[1], overshoot_noise[0, 0])
+        target = Gaussian(observed.posterior.mean[1], observed.posterior.std[1])
+        expected = kl_divergence(target, prior).sum()
+    assert expected > 0 and torch.allclose(terms.overshoot, expected, rtol=1e-5)
+
+
+def test_train_step_runs_fp32_exactly_bf16_under_autocast_and_draws_from_its_generator(tiny_model_cfg):
+    batch, cfg = random_batch(), TrainConfig(bit_depth=5, overshoot_beta=0.5, overshoot_depth=2)
+
+    def first_loss(precision: str, global_seed: int = 0) -> float:
+        torch.manual_seed(0)
+        model = WorldModel(tiny_model_cfg, 1, 16)
+        torch.manual_seed(global_seed)
+        step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator().manual_seed(3), precision)
+        return step.loss.total.item()
+
+    torch.manual_seed(0)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    plain = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(3)).total.item()
+    assert first_loss("fp32") == plain == first_loss("fp32", global_seed=5)  # no autocast; only its generator
+    assert first_loss("bf16") != plain  # bf16 does run under autocast
+
+
+def test_the_optimizer_is_adamw_with_the_configured_lr_eps_and_weight_decay(tiny_model_cfg):
+    cfg = TrainConfig(lr=3e-4, adam_eps=1e-6, weight_decay=0.05)
+    optimizer = make_optimizer(WorldModel(tiny_model_cfg, 1, 16), cfg)
+    (group,) = optimizer.param_groups
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert (group["lr"], group["eps"], group["weight_decay"]) == (3e-4, 1e-6, 0.05)

@@ -5,7 +5,7 @@ import torch
 
 from planet.config import PlannerConfig
 from planet.model import LatentState, WorldModel
-from planet.planner import Planner, refine, shift_plan
+from planet.planner import Planner, refine, sample_candidates, shift_plan
 
 
 class ToyRSSM:
@@ -150,3 +150,11 @@ def test_rollouts_sample_the_prior_state_once_per_candidate_and_step():
     draws = features[:, 2] / (3 * features[:, 0].abs())
     assert len(draws.unique()) == len(draws)  # a fresh draw for every candidate and step
     assert abs(draws.mean()) < 0.15 and abs(draws.std() - 1) < 0.1
+
+
+def test_candidates_are_mean_plus_std_times_noise_clipped_to_the_action_box():
+    mean = torch.tensor([0.5, -0.2]).view(2, 1, 1, 1)  # (T, E, 1, A)
+    std = torch.tensor([0.4, 2.0]).view(2, 1, 1, 1)
+    noise = torch.tensor([[1.0, -1.0, 2.0], [0.1, -0.3, 1.0]]).view(2, 1, 3, 1)  # (T, E, N, A)
+    expected = torch.tensor([[0.9, 0.1, 1.0], [0.0, -0.8, 1.0]]).view(2, 1, 3, 1)
+    assert torch.allclose(sample_candidates(mean, std, noise), expected)
