@@ -18,7 +18,10 @@ def main() -> None:
     cfg = load_params()
     client, experiment_id = tracking.connect(cfg)
     view = tracking.share_run_list_view(client, experiment_id)
-    print(f"MLflow UI: open http://127.0.0.1:{PORT}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}\n"
+    # `workflowType`: the UI's model-training menus, not its GenAI ones, which a fresh browser defaults to.
+    address = (f"http://127.0.0.1:{PORT}/#/experiments/{experiment_id}/runs"
+               f"?viewStateShareKey={view}&workflowType=machine_learning")
+    print(f"MLflow UI: open {address}\n"
           f"  the training runs of experiment '{cfg.mlflow.experiment}' with the params that differ between them and "
           f"their returns; tick two and press Compare", flush=True)
     mlflow = shutil.which("mlflow") or os.path.join(os.path.dirname(sys.executable), "mlflow")

@@ -268,7 +268,8 @@ def test_make_ui_announces_the_training_runs_with_what_differs(project):
     client = mlflow_client(project)
     train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
     experiment_id = client.get_run(train_id).info.experiment_id
-    assert f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?viewStateShareKey=planet-runs" in announced
+    assert (f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs"
+            "?viewStateShareKey=planet-runs&workflowType=machine_learning") in announced
     view = json.loads(client.get_experiment(experiment_id).tags["mlflow.sharedViewState.planet-runs"])
     # The params that differ between training runs; evaluate's child runs are not training runs.
     training = [r for r in client.search_runs([experiment_id]) if "mlflow.parentRunId" not in r.data.tags]
