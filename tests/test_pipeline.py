@@ -174,6 +174,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(port: int) -> None:
+    """Poll the MLflow server on `port` until its /health answers (up to a minute)."""
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the MLflow server on port {port} did not start")
+
+
 def test_mlflow_server_serves_the_runs(project):
     port = free_port()
     server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
@@ -182,12 +193,7 @@ def test_mlflow_server_serves_the_runs(project):
                               start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_serving(port)
         experiments = json.load(urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?max_results=10"))
         exp_id = next(e["experiment_id"] for e in experiments["experiments"] if e["name"] == "planet")
         request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", method="POST",
@@ -254,14 +260,7 @@ def test_make_ui_announces_the_training_runs_with_what_differs(project):
                           start_new_session=True)
     try:
         announced = ui.stdout.readline()
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("the MLflow UI did not start")
+        wait_until_serving(port)
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
