@@ -53,12 +53,16 @@ class StepResult(NamedTuple):
 
 
 def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8 with antialiased (area-like) bilinear filtering."""
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 with antialiased (area-like) bilinear filtering.
+
+    Always C-contiguous, the layout an episode file loads in: the layout of a replay batch decides
+    which convolution kernel the encoder runs, and kernels round differently, so a frame kept in
+    memory and the same frame read back after a resume must not differ in it."""
     if frame.shape[0] == size and frame.shape[1] == size:
         return np.ascontiguousarray(frame)
     image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     small = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()  # (S, S, 3)
+    return np.ascontiguousarray(small[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy())  # (S, S, 3)
 
 
 def center_crop(frame: np.ndarray, fraction: float) -> np.ndarray:

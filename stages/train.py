@@ -139,6 +139,10 @@ def main() -> None:
         trainer.restore(ckpt)
         progress = ckpt.progress
         print(f"train: resuming after iteration {ckpt.iteration} ({progress.episodes} episodes)")
+        if ckpt.config["runtime"]["threads"] != cfg.runtime.threads:
+            print(f"train: runtime.threads is {cfg.runtime.threads} where this run had "
+                  f"{ckpt.config['runtime']['threads']}; it continues, but sums split over another number of "
+                  "threads round differently, so from here it is not bit for bit the uninterrupted run")
     progress.run_id = tracking.start_train_run(client, experiment_id, params,
                                                tracking.run_tags(cfg, device, fingerprint), progress.run_id)
     write_json(TRAIN_RUN, {"run_id": progress.run_id, "experiment_id": experiment_id})

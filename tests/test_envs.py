@@ -57,6 +57,13 @@ def test_resize_averages_areas():
     assert small.shape == (10, 10, 3) and small[0, 0, 0] == 0 and small[0, -1, 0] == 200
 
 
+@pytest.mark.parametrize("size", [10, 100])
+def test_frames_are_laid_out_as_episode_files_load_them(size):
+    """A planar (C, H, W)-in-memory frame would make a batch of freshly collected frames run another
+    convolution kernel than the same frames read back from disk after a resume."""
+    assert resize_frame(np.zeros((100, 100, 3), np.uint8), size).flags.c_contiguous
+
+
 def test_episode_seeds_are_distinct_and_stable():
     seeds = {episode_seed(0, i, stream) for i in range(50) for stream in (0, 1)}
     assert len(seeds) == 100 and episode_seed(1, 2, 0) == episode_seed(1, 2, 0)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from test_pipeline import ITERATIONS, make_project, mlflow_client, ran_stages, run, tiny_params
 
@@ -108,10 +109,15 @@ def test_unparsable_yaml_is_refused(done_project):
     assert snapshot(done_project) == before
 
 
-def iterations(count: int):
+# The presets' runtime where `auto` picks bf16: autocast, the compiled rollout, one thread per run.
+PRESET_RUNTIME = {"precision": "bf16", "compile": True, "threads": 1}
+
+
+def iterations(count: int, runtime: dict | None = None):
     def edit(params):
         params = tiny_params(params)
         params["train"]["iterations"] = count
+        params["runtime"].update(runtime or {})
         return params
     return edit
 
@@ -122,6 +128,9 @@ RESULTS = ["plots/train.csv", "metrics/train.json", "metrics/eval.json", "metric
 def assert_same_results(expected: Path, actual: Path) -> None:
     for name in RESULTS:  # byte for byte: curves, losses, returns, dream errors
         assert (expected / name).read_bytes() == (actual / name).read_bytes(), name
+    # The curves are rounded to 6 digits; the weights show a difference of one rounding step.
+    weights = [torch.load(path / "models/model.pt", weights_only=True)["model"] for path in (expected, actual)]
+    assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +139,22 @@ def six_iterations(tmp_path_factory):
     path = make_project(tmp_path_factory.mktemp("six"), iterations(6))
     run(["dvc", "repro"], path)
     return path
+
+
+def test_a_resume_in_the_presets_runtime_equals_an_uninterrupted_run(tmp_path):
+    """bf16 autocast and the compiled rollout, one thread: a run stopped after its 3rd iteration and
+    continued to 6 equals the run that went to 6 at once, to the last bit of every weight."""
+    whole = make_project(tmp_path / "whole", iterations(6, PRESET_RUNTIME))
+    run(["dvc", "repro", "train"], whole)
+    resumed = make_project(tmp_path / "resumed", iterations(3, PRESET_RUNTIME))
+    run(["dvc", "repro", "train"], resumed)
+    params = yaml.safe_load((resumed / "params.yaml").read_text())
+    params["train"]["iterations"] = 6
+    (resumed / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "resuming after iteration 3" in run(["dvc", "repro", "train"], resumed).stdout
+    assert (whole / "plots/train.csv").read_text() == (resumed / "plots/train.csv").read_text()
+    weights = [torch.load(path / "models/model.pt", weights_only=True)["model"] for path in (whole, resumed)]
+    assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
 
 
 def test_a_killed_train_resumes_to_the_same_result(six_iterations, tmp_path):
@@ -163,16 +188,16 @@ def test_a_killed_train_resumes_to_the_same_result(six_iterations, tmp_path):
 
 
 def test_more_iterations_continue_a_finished_run(six_iterations, tmp_path):
-    """Raising train.iterations (and changing checkpoint_every, keep_checkpoints, threads: schedule
-    and speed only) continues from the last checkpoint and equals the run that was longer from the start."""
+    """Raising train.iterations (and changing checkpoint_every, keep_checkpoints: schedule only)
+    continues from the last checkpoint and equals the run that was longer from the start."""
     project = make_project(tmp_path / "extended", iterations(4))
     run(["dvc", "repro"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"].update(iterations=6, checkpoint_every=2, keep_checkpoints=3)
-    params["runtime"]["threads"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
     assert "resuming after iteration 4" in out.stdout and "starting a new run" not in out.stdout
+    assert "runtime.threads" not in out.stdout
     assert_same_results(six_iterations, project)
     # Evaluate and dream log into the continued run, not into a child run of changed params.
     client = mlflow_client(project)
@@ -180,6 +205,17 @@ def test_more_iterations_continue_a_finished_run(six_iterations, tmp_path):
     runs = client.search_runs([client.get_run(train_id).info.experiment_id])
     assert [r.info.run_id for r in runs] == [train_id]
     assert [m.step for m in client.get_metric_history(train_id, "eval/return_mean")] == [400 + 200 * 4, 400 + 200 * 6]
+
+
+def test_another_thread_count_continues_the_run_and_says_it_is_not_bit_exact(tmp_path):
+    project = make_project(tmp_path / "threads", iterations(1))
+    run(["dvc", "repro", "train"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["iterations"], params["runtime"]["threads"] = 2, 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "train"], project).stdout
+    assert "resuming after iteration 1" in out
+    assert "runtime.threads is 1 where this run had 0; it continues" in out
 
 
 def test_changed_settings_keep_the_earlier_run_and_changing_back_resumes_it(tmp_path):
