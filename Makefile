@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation $(DMC_TASKS)
+.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation benchmark $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (p
 # The paper's six DeepMind Control Suite tasks, 100k env steps each (profiles/<task>.args).
 $(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC experiment
 	dvc exp run --name $@-$$(date +%H%M%S) $$(cat profiles/$@.args)
+
+# The paper's table: six tasks x seeds 0-2; resumable (python -m stages.benchmark --help; e.g.
+# `make benchmark ARGS="-S task=cheetah-run -S seed=0 --parallel 2"`).
+benchmark: $(BIN)/dvc  ## all six DMC tasks x seeds 0, 1, 2 through Ray; rerun to continue, finished trials are skipped
+	$(BIN)/python -m stages.benchmark $(ARGS)
 
 test: $(BIN)/dvc  ## the whole test suite
 	$(BIN)/python -m pytest -q

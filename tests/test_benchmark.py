@@ -1,0 +1,97 @@
+"""`make benchmark` on real DVC, git and Ray with a tiny task: selection, results, and a trial stopped
+mid-run that continues from its checkpoint to the same curves and weights as an uninterrupted one."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_pipeline import commit_all, make_project
+
+from stages.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_default_selection_is_six_tasks_by_three_seeds():
+    trials = parse_selection([], ROOT / "profiles")
+    assert len(trials) == 18 and {t.task for t in trials} == set(TASKS)
+    assert Trial("cup-catch", "2").name == "dmc-cup-catch-seed2"
+    assert [t.name for t in parse_selection(["task=cheetah-run", "seed=1,2"], ROOT / "profiles")] == [
+        "dmc-cheetah-run-seed1", "dmc-cheetah-run-seed2"]
+
+
+@pytest.mark.parametrize("setting, message", [("task=cheetah", "task 'cheetah' has no profiles/cheetah.args"),
+                                              ("seed=one", "seed 'one': must be a non-negative integer"),
+                                              ("env.id=x", "expected task=NAME")])
+def test_a_bad_selection_is_one_line(setting, message):
+    with pytest.raises(BenchmarkError, match=message):
+        parse_selection([setting], ROOT / "profiles")
+
+
+def test_progress_names_the_iteration_and_the_time_left(tmp_path):
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "params.yaml").write_text("train:\n  iterations: 10\n")
+    (tmp_path / "plots/timing.csv").write_text("iteration,env_steps,grad_steps_per_s,wall_time_s\n"
+                                               "1,100,1.0,60\n2,200,1.0,120\n3,300,1.0,180\n")
+    line = progress_line(Trial("cheetah-run", "0"), tmp_path)
+    # 7 iterations left at 60 s each, and 5% for evaluate and dream
+    assert line == "cheetah-run seed 0: iteration 3/10, 3 min of training, about 0.1 h left"
+
+
+def benchmark(project: Path, folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([sys.executable, "-m", "stages.benchmark", "-S", "task=tiny", "-S", "seed=0",
+                             "--dir", str(folder), "--every", "2"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def tiny_task_project(path: Path) -> Path:
+    project = make_project(path)
+    (project / "profiles").mkdir()
+    (project / "profiles/tiny.args").write_text("-S train.iterations=4 -S evaluate.episodes=1\n")
+    commit_all(project, "a tiny task")
+    return project
+
+
+def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
+    whole = tiny_task_project(tmp_path / "whole")
+    out, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=900)
+    assert "dmc-tiny-seed0: finished, results in results/dmc-tiny-seed0/" in out, out
+    results = whole / "results/dmc-tiny-seed0"
+    assert {p.name for p in results.iterdir()} >= {"params.yaml", "train.csv", "timing.csv", "train.json",
+                                                     "eval.json", "train.png", "eval.gif", "dream_0.gif", "run.json"}
+    again, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=300)
+    assert "dmc-tiny-seed0: in results/, skipped" in again
+
+    stopped = tiny_task_project(tmp_path / "stopped")
+    trials = tmp_path / "stopped-trials"
+    driver = benchmark(stopped, trials)
+    checkpoint = trials / "dmc-tiny-seed0/checkpoints/checkpoint_000002.pt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert checkpoint.exists()
+    pgid = int((trials / "dmc-tiny-seed0/.benchmark-pgid").read_text())
+    driver.send_signal(signal.SIGTERM)
+    out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 2 and "interrupted; run the same command again" in out, out
+    with pytest.raises(ProcessLookupError):  # the trial's processes stopped with the driver
+        os.killpg(pgid, 0)
+    assert not (stopped / "results/dmc-tiny-seed0").exists()
+
+    out, _ = benchmark(stopped, trials).communicate(timeout=900)
+    assert "finished" in out, out
+    log = (trials / "dmc-tiny-seed0.log").read_text()
+    assert "train: resuming after iteration" in log and log.count("Running stage 'seed'") == 1
+    resumed = stopped / "results/dmc-tiny-seed0"
+    assert (resumed / "train.csv").read_text() == (results / "train.csv").read_text()
+    weights = [torch.load(p / "models/model.pt", weights_only=True)["model"]
+               for p in (tmp_path / "whole-trials/dmc-tiny-seed0", trials / "dmc-tiny-seed0")]
+    assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
