@@ -83,3 +83,30 @@ def test_the_oracle_plans_with_the_engines_planner_on_the_true_dynamics():
             angle, speed, r = oracle.step(angle, speed, float(plan[0, 0, 0]) * 2.0)
             ret += r
     assert ret > -500
+
+
+def fake_result(folder: Path, eval_mean: float, hours: float, steps: int = 100_000) -> None:
+    folder.mkdir(parents=True)
+    (folder / "train.csv").write_text("iteration,env_steps,collect_return\n1,6000,10.0\n2," f"{steps},40.0\n")
+    (folder / "timing.csv").write_text(f"iteration,env_steps,grad_steps_per_s,wall_time_s\n1,6000,1,60\n2,{steps},1,"
+                                       f"{hours * 3600}\n")
+    (folder / "eval.json").write_text(json.dumps({"return_mean": eval_mean, "return_std": 1.0}))
+
+
+def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
+    table = load_script("benchmark_table")
+    fake_result(tmp_path / "results/dmc-cheetah-run-seed0", 150.0, 2.0)
+    fake_result(tmp_path / "results/dmc-cheetah-run-seed1", 250.0, 3.0)
+    fake_result(tmp_path / "results/dmc-cartpole-swingup-seed2", 400.0, 1.5, steps=50_000)
+    (tmp_path / "results/dmc-walker-walk-seed0").mkdir()  # started, no results yet: not counted
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{table.START}\nstale\n{table.END}\nrest\n")
+    table.main(["--results", str(tmp_path / "results"), "--readme", str(readme), "--figure", str(tmp_path / "f.png")])
+    rows = {line.split(" | ")[0].strip("| "): line for line in readme.read_text().splitlines() if line.startswith("| ")}
+    # mean and sample std of 150 and 250; the published figures beside them
+    assert rows["cheetah run"] == ("| cheetah run | **200.0** ± 70.7 | 150.0, 250.0 | 100,000 | 2.0-3.0 h | "
+                                   "138 ± 88 | 165 ± 123 | 235 ± 137 |")
+    assert rows["cartpole swingup"].startswith("| cartpole swingup | **400.0** (one seed) | 400.0 | 50,000 | 1.5 h |")
+    assert rows["walker walk"].startswith("| walker walk | not run yet |")
+    assert "stale" not in readme.read_text() and readme.read_text().endswith("rest\n")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
