@@ -13,6 +13,7 @@ The planner works in [-1, 1]^A; `PixelEnv.step` maps that affinely onto the env'
 from __future__ import annotations
 
 import difflib
+import importlib
 import math
 import os
 import warnings
@@ -116,7 +117,20 @@ def _route_mujoco_warnings() -> None:
 
 
 def known_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of `env_id`; an unknown id is a one-line ConfigError with a did-you-mean."""
+    """The registered spec of `env_id`; an unknown id is a one-line ConfigError with a did-you-mean.
+
+    `package.module:EnvId-v0`, as `gym.make` takes it: the module (found on `sys.path`, where a stage
+    run from the project root finds the project's own modules) is imported first, to register the id."""
+    module, sep, env_id = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise ConfigError(f"env.id: module {module!r} not found ({err}); it must be importable from the "
+                              "project root or installed") from None
+        if env_id not in gym.registry:
+            raise ConfigError(f"env.id: importing {module} registered no env {env_id!r}; register it there with "
+                              "gymnasium.register(id=..., entry_point=...)")
     if env_id.startswith(DMC_PREFIX):
         try:
             import shimmy

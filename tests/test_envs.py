@@ -95,3 +95,19 @@ def test_center_crop_keeps_the_middle():
     assert obs.shape == (64, 64, 3)
     assert (obs.min(-1) < 200).mean() > 0.03  # the rod covers more of a cropped frame
     env.close()
+
+
+def test_an_env_is_named_by_the_module_that_registers_it(tmp_path, monkeypatch):
+    """`module:EnvId-v0`, as gym.make takes it: the module is imported first; what can go wrong is one line."""
+    (tmp_path / "user_envs_a.py").write_text(
+        "import gymnasium\nfrom toy_env import CounterEnv\n"
+        "gymnasium.register('UserCounter-v0', entry_point=CounterEnv, max_episode_steps=12)\n")
+    (tmp_path / "user_envs_b.py").write_text("REGISTERS = 'nothing'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = PixelEnv(EnvConfig(id="user_envs_a:UserCounter-v0", image_size=16, action_repeat=1))
+    assert env.reset(seed=0).shape == (16, 16, 3) and env.max_steps == 12
+    env.close()
+    with pytest.raises(ConfigError, match="env.id: module 'user_envs_c' not found"):
+        PixelEnv(EnvConfig(id="user_envs_c:UserCounter-v0"))
+    with pytest.raises(ConfigError, match="env.id: importing user_envs_b registered no env 'Nope-v0'"):
+        PixelEnv(EnvConfig(id="user_envs_b:Nope-v0"))
