@@ -61,3 +61,17 @@ def test_params_read_exponent_floats_as_dvc_writes_them():
     raw = read_params("train:\n  lr: 1e-3\n  adam_eps: -1E-08\n  iterations: 10\n  x: .inf\n  y: fast\n")
     assert raw["train"] == {"lr": 1e-3, "adam_eps": -1e-8, "iterations": 10, "x": float("inf"), "y": "fast"}
     assert isinstance(raw["train"]["iterations"], int)
+
+
+def test_the_paper_profile_on_a_task_preset_is_the_papers_configuration():
+    """`$(cat profiles/cartpole-swingup.args) $(cat profiles/paper.args)`: the later -S wins, as in DVC."""
+    params = read_params((ROOT / "params.yaml").read_text())
+    for profile in ("cartpole-swingup.args", "paper.args"):
+        params = apply_overrides(params, (ROOT / "profiles" / profile).read_text())
+    cfg = load_config(params)
+    model = cfg.model
+    assert (model.cnn_depth, model.embed_size, model.belief_size, model.state_size) == (32, 1024, 200, 30)
+    assert (cfg.train.batch_size, cfg.train.seq_len, cfg.train.steps_per_iteration) == (50, 50, 100)
+    planner = cfg.planner
+    assert (planner.candidates, planner.top_k, planner.iterations, planner.horizon) == (1000, 100, 10, 12)
+    assert cfg.env.action_repeat == 8 and cfg.runtime.device == "cuda"
