@@ -25,3 +25,13 @@ def tiny_model_cfg() -> ModelConfig:
     """Small enough that a test trains it in seconds on a CPU."""
     return ModelConfig(belief_size=16, state_size=4, embed_size=32, hidden_size=16, reward_hidden_size=16,
                        cnn_depth=4)
+
+
+# The engine's tests that take a device run on the CPU everywhere and on CUDA where there is one
+# (`make gpu-check` runs them there).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)

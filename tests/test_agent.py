@@ -8,15 +8,15 @@ from planet.model import WorldModel
 from planet.planner import Planner
 
 
-def test_planning_agent_runs_envs_side_by_side(tiny_model_cfg):
+def test_planning_agent_runs_envs_side_by_side(tiny_model_cfg, device):
     envs = [PixelEnv(EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2)) for _ in range(3)]
-    model = WorldModel(tiny_model_cfg, 1, 16)
+    model = WorldModel(tiny_model_cfg, 1, 16).to(device)
     planner = Planner(model, PlannerConfig(candidates=16, top_k=4, horizon=3, iterations=2))
-    agent = Agent(model, planner, torch.Generator().manual_seed(0))
+    agent = Agent(model, planner, torch.Generator(device).manual_seed(0))
     episodes = run_episodes(envs, [1, 2, 3], agent, exploration_noise=0.3)
     assert [len(e) for e in episodes] == [6, 6, 6]
     assert all(e.obs.shape == (7, 16, 16, 3) and np.abs(e.action).max() <= 1 for e in episodes)
-    again = run_episodes(envs, [1, 2, 3], Agent(model, planner, torch.Generator().manual_seed(0)), 0.3)
+    again = run_episodes(envs, [1, 2, 3], Agent(model, planner, torch.Generator(device).manual_seed(0)), 0.3)
     assert all(np.array_equal(a.action, b.action) for a, b in zip(episodes, again))
 
 

@@ -138,6 +138,17 @@ def test_every_unusable_checkpoint_is_refused_in_one_line_that_says_why(tmp_path
     assert str(err.value) == f"{saved}: made under other params, code or data (fingerprint abc, this run xyz)"
 
 
+def test_a_checkpoint_saved_on_a_device_loads_on_the_cpu_and_back(tmp_path, tiny_model_cfg, device):
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, device)
+    saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
+    on_cpu = load_checkpoint(saved, map_location="cpu")
+    assert {tensor.device.type for tensor in on_cpu.model.values()} == {"cpu"}
+    back = Trainer(tiny_config(tiny_model_cfg), 1, device)
+    back.restore(load_checkpoint(saved, map_location=device))
+    mine, theirs = trainer.model.state_dict(), back.model.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) and theirs[k].device.type == device.type for k in mine)
+
+
 def test_a_checkpoint_loads_onto_the_device_asked_for(tmp_path, tiny_model_cfg):
     trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
     saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)

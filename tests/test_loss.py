@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from planet.config import TrainConfig
@@ -235,6 +236,17 @@ def test_train_step_runs_fp32_exactly_bf16_under_autocast_and_draws_from_its_gen
     plain = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(3)).total.item()
     assert first_loss("fp32") == plain == first_loss("fp32", global_seed=5)  # no autocast; only its generator
     assert first_loss("bf16") != plain  # bf16 does run under autocast
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_train_step_on_a_device_updates_every_weight_there(tiny_model_cfg, device, precision):
+    batch = TensorBatch(*(t.to(device) for t in random_batch()))
+    cfg = TrainConfig(bit_depth=5, overshoot_beta=0.5, overshoot_depth=2)
+    model = WorldModel(tiny_model_cfg, 1, 16).to(device)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator(device).manual_seed(3), precision)
+    assert step.loss.total.device.type == device.type and torch.isfinite(step.loss.total)
+    assert all(not torch.equal(before[k], v) and v.device.type == device.type for k, v in model.state_dict().items())
 
 
 def test_the_optimizer_is_adamw_with_the_configured_lr_eps_and_weight_decay(tiny_model_cfg):

@@ -10,14 +10,15 @@ def test_seed_sizes_give_the_seed_parameter_count():
     assert parameter_count(WorldModel(ModelConfig(), action_size=1, image_size=64)) == 7_310_436
 
 
-def test_shapes(tiny_model_cfg):
+def test_shapes(tiny_model_cfg, device):
     model = WorldModel(dataclasses.replace(tiny_model_cfg, decoder_output="sigmoid"), action_size=2, image_size=32)
+    model = model.to(device)
     steps, batch = 5, 3
-    obs = torch.rand(steps, batch, 32, 32, 3)
+    obs = torch.rand(steps, batch, 32, 32, 3, device=device)
     embed = model.encode(obs)
-    assert embed.shape == (steps, batch, 32)
-    observed = model.rssm.observe(embed, torch.zeros(steps, batch, 2), model.rssm.initial(batch, torch.device("cpu")),
-                                  torch.randn(steps, batch, 4))
+    assert embed.shape == (steps, batch, 32) and embed.device.type == device.type
+    observed = model.rssm.observe(embed, torch.zeros(steps, batch, 2, device=device), model.rssm.initial(batch, device),
+                                  torch.randn(steps, batch, 4, device=device))
     assert observed.beliefs.shape == (steps, batch, 16) and observed.states.shape == (steps, batch, 4)
     assert observed.prior.mean.shape == observed.posterior.std.shape == (steps, batch, 4)
     assert (observed.prior.std >= 0.1).all() and (observed.posterior.std >= 0.1).all()  # the std floor

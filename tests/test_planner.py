@@ -41,13 +41,13 @@ def test_finds_the_known_optimum_for_several_envs_at_once():
     assert torch.allclose(action, targets, atol=0.03), action
 
 
-def test_actions_stay_in_range_and_plans_are_seeded(tiny_model_cfg):
-    model = WorldModel(tiny_model_cfg, 2, 16)
+def test_actions_stay_in_range_and_plans_are_seeded(tiny_model_cfg, device):
+    model = WorldModel(tiny_model_cfg, 2, 16).to(device)
     planner = Planner(model, PlannerConfig(candidates=64, top_k=8, horizon=5, iterations=3))
-    latent = LatentState(torch.randn(4, 16), torch.randn(4, 4))
-    a = planner.plan(latent, torch.Generator().manual_seed(1))
-    b = planner.plan(latent, torch.Generator().manual_seed(1))
-    assert a.shape == (4, 2) and torch.equal(a, b) and a.abs().max() <= 1
+    latent = LatentState(torch.randn(4, 16, device=device), torch.randn(4, 4, device=device))
+    a = planner.plan(latent, torch.Generator(device).manual_seed(1))
+    b = planner.plan(latent, torch.Generator(device).manual_seed(1))
+    assert a.shape == (4, 2) and torch.equal(a, b) and a.abs().max() <= 1 and a.device.type == device.type
 
 
 def test_batched_planning_equals_one_env_at_a_time(tiny_model_cfg):
