@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation benchmark $(DMC_TASKS)
+.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation benchmark gpu-check $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,9 @@ mutation: $(BIN)/dvc  ## mutate planet/'s core modules, run their tests on each 
 
 lint: $(BIN)/dvc
 	$(BIN)/ruff check .
+
+gpu-check: $(BIN)/dvc  ## on a CUDA GPU: device tests, speed at the seed's and the paper's sizes, cartpole phases (OUT=folder)
+	$(BIN)/python scripts/gpu_check.py --out $(or $(OUT),gpu-check)
 
 bench: $(BIN)/dvc  ## speed of one train step and one plan
 	$(BIN)/python -m planet.bench --device auto

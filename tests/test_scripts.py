@@ -110,3 +110,19 @@ def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
     assert rows["walker walk"].startswith("| walker walk | not run yet |")
     assert "stale" not in readme.read_text() and readme.read_text().endswith("rest\n")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_path):
+    """Without CUDA, `make gpu-check` runs its whole course on the CPU at tiny sizes: so it cannot rot."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--out", str(tmp_path), "--dry-run"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["dry_run"] and report["tests"]["passed"] >= 7 and report["tests"]["failed"] == 0
+    assert {(r["precision"], r["compile"]) for r in report["bench"]} == {("fp32", False), ("fp32", True),
+                                                                          ("bf16", False), ("bf16", True)}
+    assert all(r["train_step_ms"] > 0 and r["plan_ms"] > 0 for r in report["bench"])
+    phases = report["training"]
+    assert set(phases["seconds_per_iteration"]) == {"train", "collect", "evaluate"}
+    assert phases["env_steps_per_episode"] == 1000 and phases["projected_minutes_per_100k_env_steps"] > 0
+    assert "min per 100k env steps" in (tmp_path / "gpu_check.md").read_text()
