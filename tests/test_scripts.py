@@ -3,6 +3,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -126,3 +127,24 @@ def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_pat
     assert set(phases["seconds_per_iteration"]) == {"train", "collect", "evaluate"}
     assert phases["env_steps_per_episode"] == 1000 and phases["projected_minutes_per_100k_env_steps"] > 0
     assert "min per 100k env steps" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_slimmed_dm_control_wheel_keeps_every_module_and_a_matching_record(tmp_path):
+    wheels = load_script("gpu_wheels")
+    source = tmp_path / "dm_control-1.0-py3-none-any.whl"
+    files = {"dm_control/suite/cartpole.xml": b"<mujoco/>", "dm_control/suite/dog_assets/dog.stl": b"x" * 1000,
+             "dm_control/locomotion/walkers/ant.py": b"ANT = 1\n", "dm_control/locomotion/soccer/ball.png": b"png",
+             "dm_control-1.0.dist-info/METADATA": b"Name: dm_control\n"}
+    with zipfile.ZipFile(source, "w") as wheel:
+        for name, data in files.items():
+            wheel.writestr(name, data)
+        wheel.writestr("dm_control-1.0.dist-info/RECORD", "stale\n")
+    slim = tmp_path / "slim.whl"
+    assert wheels.slim_wheel(source, slim) == 2
+    with zipfile.ZipFile(slim) as wheel:
+        names = set(wheel.namelist())
+        record = [row.split(",") for row in wheel.read("dm_control-1.0.dist-info/RECORD").decode().splitlines()]
+    assert names == {"dm_control/suite/cartpole.xml", "dm_control/locomotion/walkers/ant.py",
+                     "dm_control-1.0.dist-info/METADATA", "dm_control-1.0.dist-info/RECORD"}
+    assert {row[0] for row in record} == names
+    assert [row for row in record if row[0] == "dm_control/locomotion/walkers/ant.py"][0][2] == "8"
