@@ -202,7 +202,10 @@ def progress_line(trial: Trial, copy: Path) -> str:
         total = int(yaml.safe_load((copy / "params.yaml").read_text())["train"]["iterations"])
     except (OSError, KeyError, TypeError, ValueError):
         pass
-    if not rows:
+    if not rows:  # DVC removes the curves when the stage starts; the stage rewrites them after an iteration
+        saved = sorted((copy / "checkpoints").glob("checkpoint_*.pt"))
+        if saved:
+            return f"{trial.task} seed {trial.seed}: continuing after iteration {int(saved[-1].stem[11:])} of {total}"
         return f"{trial.task} seed {trial.seed}: starting (seed episodes, compiling)"
     done, elapsed = int(rows[-1]["iteration"]), float(rows[-1]["wall_time_s"])
     recent = rows[-5:]

@@ -42,6 +42,11 @@ def test_progress_names_the_iteration_and_the_time_left(tmp_path):
     line = progress_line(Trial("cheetah-run", "0"), tmp_path)
     # 7 iterations left at 60 s each, and 5% for evaluate and dream
     assert line == "cheetah-run seed 0: iteration 3/10, 3 min of training, about 0.1 h left"
+    (tmp_path / "plots/timing.csv").unlink()  # as when DVC restarts the stage
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints/checkpoint_000005.pt").write_bytes(b"")
+    line = progress_line(Trial("cheetah-run", "0"), tmp_path)
+    assert line == "cheetah-run seed 0: continuing after iteration 5 of 10"
 
 
 def benchmark(project: Path, folder: Path) -> subprocess.Popen:
