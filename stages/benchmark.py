@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from stages.sweep import error_line, print_summary
+
 TASKS = ("cartpole-swingup", "reacher-easy", "cheetah-run", "finger-spin", "cup-catch", "walker-walk")
 SEEDS = ("0", "1", "2")
 DONE = ".benchmark-done"  # in a working copy: its `dvc exp run` finished
@@ -74,12 +76,7 @@ def _run(cmd: list[str], cwd: Path | str) -> subprocess.CompletedProcess:
 
 
 def last_error(log: Path) -> str:
-    """The line that says what went wrong: a stage's `error:`, else DVC's `ERROR:`, else the last line."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    stage = [line for line in lines if line.startswith("error:")]
-    tool = [line for line in lines if line.startswith(("ERROR", "fatal:"))]
-    return (stage or tool or lines or ["no output"])[-1][:300]
+    return error_line(log.read_text(errors="replace") if log.exists() else "", "no output")
 
 
 def recorded_threads(copy: Path) -> int | None:
@@ -314,11 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; run the same command again to continue every unfinished trial from its "
               "newest checkpoint", file=sys.stderr)
         return 2
-    failed = [r["name"] for r in results if not r["ok"]]
-    skipped = sum(r["skipped"] for r in results)
-    print(f"benchmark: {len(results) - skipped - len(failed)} finished, {skipped} skipped, {len(failed)} failed"
-          + (f": {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return print_summary("benchmark", results)
 
 
 if __name__ == "__main__":

@@ -106,11 +106,15 @@ def _run(cmd: list[str], cwd: Path | str, env: dict[str, str] | None = None) -> 
 
 
 def _last_error(out: subprocess.CompletedProcess) -> str:
+    return error_line(out.stdout + "\n" + out.stderr, f"exit status {out.returncode}")
+
+
+def error_line(text: str, fallback: str) -> str:
     """The line that says what went wrong: a stage's `error:`, else DVC's `ERROR:`, else the last line."""
-    lines = [line.strip() for line in (out.stdout + "\n" + out.stderr).splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     stage_errors = [line for line in lines if line.startswith("error:")]
     tool_errors = [line for line in lines if line.startswith(("ERROR", "fatal:"))]
-    return (stage_errors or tool_errors or lines or [f"exit status {out.returncode}"])[-1][:300]
+    return (stage_errors or tool_errors or lines or [fallback])[-1][:300]
 
 
 def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, tracking_uri: str) -> dict:
@@ -282,9 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if cfg.report:
         Path(cfg.report).write_text(json.dumps(results, indent=1))
+    return print_summary("sweep", results)
+
+
+def print_summary(prefix: str, results: list[dict]) -> int:
+    """`<prefix>: N finished, M skipped, K failed: names`; -> the exit status (1 if any failed)."""
     failed = [r["name"] for r in results if not r["ok"]]
     skipped = sum(r["skipped"] for r in results)
-    print(f"sweep: {len(results) - skipped - len(failed)} finished, {skipped} skipped, {len(failed)} failed"
+    print(f"{prefix}: {len(results) - skipped - len(failed)} finished, {skipped} skipped, {len(failed)} failed"
           + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
