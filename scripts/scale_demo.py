@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -78,6 +79,10 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
     return out
 
 
+NODES_ALIVE = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='error', log_to_driver=False); "
+               "print(sum(n['Alive'] for n in ray.nodes()))")
+
+
 class Services:
     """The processes the demo starts, each in its own session so that teardown finds all of it."""
 
@@ -133,14 +138,16 @@ class Services:
         self.spawn([ray, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common], "ray-node.log",
                    leader_stops_all=True)
         self.wait_for_nodes(address, 2)
+        stranger = run([sys.executable, "-c", NODES_ALIVE, address], env={**self.env, "RAY_AUTH_TOKEN": "0" * 64},
+                       timeout=300, check=False)
+        if stranger.returncode == 0 or "InvalidAuthToken" not in stranger.stderr:
+            raise DemoError(f"the Ray cluster at {address} let in a client with another token")
         return address
 
     def wait_for_nodes(self, address: str, count: int) -> None:
-        check = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='error', log_to_driver=False); "
-                 "print(sum(n['Alive'] for n in ray.nodes()))")
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            out = run([sys.executable, "-c", check, address], env=self.env, timeout=120, check=False)
+            out = run([sys.executable, "-c", NODES_ALIVE, address], env=self.env, timeout=120, check=False)
             if out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == [str(count)]:
                 return
             time.sleep(2)
@@ -277,7 +284,7 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
     url = services.mlflow(store, free_port())
     say(f"PostgreSQL {pg_bin.parent.name} and the MLflow server at {url} (store {store.split('@')[0]}@...) are up")
     address = services.ray_nodes(free_port())
-    say(f"Ray head and a second node at {address}, 1 CPU each")
+    say(f"Ray head and a second node at {address}, 1 CPU each, token authentication on (another token: refused)")
     project, git_remote = tmp / "project", tmp / "remote.git"
     make_project(project, params_file, tmp / "dvc-remote", git_remote, env)
     sweep_env = {**env, "MLFLOW_TRACKING_URI": url}
@@ -343,6 +350,10 @@ def main() -> int:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": "",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    # Ray's token authentication with a token of the demo's own: every Ray process and client it
+    # starts carries it, and the cluster refuses any other (independent of ~/.ray/auth_token, which a
+    # local `ray.init()` writes and a later `ray start` would otherwise pick up).
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # for this process's downloads
     if not run(["git", "config", "user.name"], check=False).stdout.strip():  # a machine with no git identity
         env.update(GIT_AUTHOR_NAME="scale-demo", GIT_AUTHOR_EMAIL="scale-demo@localhost",

@@ -3,6 +3,7 @@ mid-run that continues from its checkpoint to the same curves and weights as an 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -52,6 +53,9 @@ def test_progress_names_the_iteration_and_the_time_left(tmp_path):
 def benchmark(project: Path, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    # A token of the test's own: otherwise the local cluster writes one to ~/.ray/auth_token, and every
+    # later `ray start` on this machine turns token authentication on.
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     return subprocess.Popen([sys.executable, "-m", "stages.benchmark", "-S", "task=tiny", "-S", "seed=0",
                              "--dir", str(folder), "--every", "2"], cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
