@@ -2,20 +2,24 @@
 
 `Agent` handles E environments side by side: one batched posterior update and one batched CEM plan
 per step. `run_episodes` steps real environments with it (or with uniform random actions, for the
-seed episodes) and returns replay `Episode`s laid out as `planet.replay` documents.
+seed episodes: `collect_seed_episodes`) and returns replay `Episode`s laid out as `planet.replay`
+documents.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from planet.envs import PixelEnv
+from planet.config import Config
+from planet.envs import PixelEnv, episode_seed
 from planet.loss import preprocess_obs
 from planet.model import LatentState, WorldModel
 from planet.planner import Planner, shift_plan
-from planet.replay import Episode
+from planet.replay import Episode, episode_path, save_episode
 
 
 class Agent:
@@ -93,3 +97,17 @@ def run_episodes(envs: list[PixelEnv], seeds: list[int], agent: Agent | None = N
                     reward=np.asarray(rewards[i], dtype=np.float32),
                     terminal=np.array([e[0] for e in ends[i]]), truncated=np.array([e[1] for e in ends[i]]))
             for i in range(count)]
+
+
+def collect_seed_episodes(cfg: Config, folder: Path, on_episode: Callable[[], object] | None = None) -> int:
+    """`data.seed_episodes` uniform-random episodes into `folder` (emptied first) -> how many."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    env = PixelEnv(cfg.env)
+    shutil.rmtree(folder, ignore_errors=True)
+    for index in range(cfg.data.seed_episodes):
+        (episode,) = run_episodes([env], [episode_seed(cfg.seed, index)], rng=rng)
+        save_episode(episode_path(folder, index), episode)
+        if on_episode is not None:
+            on_episode()
+    env.close()
+    return cfg.data.seed_episodes

@@ -1,16 +1,22 @@
-"""`python -m planet` (or `planet`): evaluate or dream with any trained model file, from any folder.
+"""`python -m planet` (or `planet`): train without DVC, and evaluate or dream with any trained model
+file, from any folder.
 
+    planet train PARAMS --out DIR
     planet evaluate MODEL [--episodes N] [--horizon H] [--seed S] [--video PATH]
     planet dream MODEL [--episodes N] [--out DIR]
 
-MODEL is a checkpoint or a `models/model.pt`; everything else (env, network, planner) comes from
-the config recorded in it. Mistakes (a missing or foreign file, a bad number) are one line on
-stderr and exit status 2.
+PARAMS is a params file (the project's params.yaml, or one of your own); `train` collects the seed
+episodes, trains, and rerun on the same DIR resumes or extends the run (`planet.run.train`). MODEL
+is a checkpoint or a `model.pt`; everything else (env, network, planner) comes from the config
+recorded in it. Mistakes (a missing or foreign file, a bad number) are one line on stderr and exit
+status 2.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,10 +25,13 @@ import torch
 
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
+from planet.device import keep_freed_memory
 from planet.dream import write_dreams
 from planet.evaluation import evaluate
 from planet.replay import EpisodeError
+from planet.run import train
 from planet.trained import load_model
+from planet.trainer import NonFiniteError
 from planet.video import upscale, write_mp4
 
 
@@ -34,8 +43,11 @@ def positive_int(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="planet", description="Evaluate or dream with a trained PlaNet model.")
+    main = argparse.ArgumentParser(prog="planet", description="Train PlaNet; evaluate or dream with a trained model.")
     commands = main.add_subparsers(dest="command", required=True)
+    train_cmd = commands.add_parser("train", help="train a run in a folder; run again to resume or extend it")
+    train_cmd.add_argument("params", type=Path, help="a params file (params.yaml or your own)")
+    train_cmd.add_argument("--out", type=Path, required=True, help="the run's folder (model.pt, train.csv, ...)")
     evaluate_cmd = commands.add_parser("evaluate", help="run planner episodes and print the return")
     evaluate_cmd.add_argument("model", type=Path, help="a checkpoint or models/model.pt")
     evaluate_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's evaluate.episodes)")
@@ -64,6 +76,10 @@ def for_this_machine(cfg: Config, **changes) -> Config:
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.command == "train":
+        keep_freed_memory()
+        train(args.params, args.out, say=lambda message: print(message, flush=True))
+        return
     model, trained_cfg = load_model(args.model, args.device)
     cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None))
     seed = cfg.seed if args.seed is None else args.seed
@@ -86,13 +102,21 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if os.getcwd() not in sys.path:  # `module:EnvId` envs import from here, as under `python -m planet`
+        sys.path.insert(0, os.getcwd())
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a batch scheduler stops it as Ctrl-C does
     try:
         run(args)
-    except (CheckpointError, ConfigError, EpisodeError) as err:
+    except (CheckpointError, ConfigError, EpisodeError, NonFiniteError) as err:
         fail(str(err))
     except OSError as err:
-        fail(f"{err.filename or args.model}: {err.strerror or err}")
+        fail(f"{err.filename or getattr(args, 'model', args.params)}: {err.strerror or err}")
     except KeyboardInterrupt:
-        fail("interrupted")
+        fail("interrupted" + ("; run the same command again to continue from the newest checkpoint"
+                              if args.command == "train" else ""))

@@ -22,6 +22,14 @@ class ConfigError(ValueError):
     """A user mistake in the params: the message is one line that names the key."""
 
 
+# Each key's role in a run, declared beside its field (dataclass field metadata). Keys with no role
+# shape the trained model: a checkpoint resumes only under the same values (`planet.identity`).
+SCHEDULE = {"role": "schedule"}
+"""How long a run goes, how it is saved, how fast it computes: changing it continues the run."""
+AFTER_TRAINING = {"role": "after training"}
+"""A section used only after training (evaluation, dreams, tracking): changing it keeps the model."""
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     id: str = "Pendulum-v1"
@@ -71,7 +79,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 95
+    iterations: int = field(default=95, metadata=SCHEDULE)
     """Outer loop: train, then collect (seed: 100). 5 seed + 95 collected Pendulum episodes = 20,000 env steps."""
     steps_per_iteration: int = 75
     """Gradient steps per iteration (seed: 50)."""
@@ -103,9 +111,9 @@ class TrainConfig:
     """Weight of the reward MSE (the official code's; seed: 1)."""
     bit_depth: int = 5
     """Observation bit depth; below 8 adds uniform dequantisation noise (the official code's; seed: 8)."""
-    checkpoint_every: int = 5
+    checkpoint_every: int = field(default=5, metadata=SCHEDULE)
     """Iterations between checkpoints (seed: 10)."""
-    keep_checkpoints: int = 5
+    keep_checkpoints: int = field(default=5, metadata=SCHEDULE)
     """Newest checkpoints kept on disk."""
 
 
@@ -153,8 +161,9 @@ class RuntimeConfig:
     """bf16 runs matmuls and convs under autocast; distributions and losses stay fp32. auto: bf16 on a
     CUDA device that supports it; on a CPU, bf16 only where a short matmul probe finds it at least 10%
     faster than fp32 (CPUs differ: docs/performance.md). A run keeps the choice it started with."""
-    threads: int = 0
-    """torch CPU threads; 0 keeps torch's default (one per core)."""
+    threads: int = field(default=0, metadata=SCHEDULE)
+    """torch CPU threads; 0 keeps torch's default (one per core). A run continues under another count,
+    but sums split over other threads round differently: from there it is not bit for bit the same."""
     compile: bool = True
     """torch.compile the planner's rollout step: seconds to compile on the first plan, then faster plans
     (docs/performance.md). false for debugging, or where torch.compile has no
@@ -177,10 +186,10 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    dream: DreamConfig = field(default_factory=DreamConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata=AFTER_TRAINING)
+    dream: DreamConfig = field(default_factory=DreamConfig, metadata=AFTER_TRAINING)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig, metadata=AFTER_TRAINING)
 
     def __post_init__(self) -> None:
         if self.planner.top_k > self.planner.candidates:
@@ -225,12 +234,34 @@ class Config:
                 out[key] = value
         return out
 
+    def training_params(self) -> dict[str, Any]:
+        """The params that shape a trained model, as `section.key -> value`: every key of the sections
+        training uses, less the schedule keys."""
+        flat = self.flat()
+        return {k: flat[k] for k in flat if _role(k) is None}
+
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (all when none): what shaped a checkpoint or a run."""
         flat = self.flat()
         keys = [k for k in flat if not sections or k.split(".")[0] in sections]
         payload = json.dumps({k: flat[k] for k in sorted(keys)})  # sorted: the same params, the same hash
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _role(key: str) -> str | None:
+    """The role of a `section.key` (or top-level key) declared in its field's metadata."""
+    cls: type = Config
+    for name in key.split("."):
+        found = next(f for f in dataclasses.fields(cls) if f.name == name)
+        if "role" in found.metadata:
+            return found.metadata["role"]
+        cls = found.type if isinstance(found.type, type) else typing.get_type_hints(cls)[name]
+    return None
+
+
+def schedule_keys() -> list[str]:
+    """Every `section.key` whose role is the schedule."""
+    return [k for k in Config().flat() if _role(k) == SCHEDULE["role"]]
 
 
 # Checks on single fields that the type alone does not say.

@@ -13,13 +13,14 @@ file, before the rename): the worst moment for a kill, made repeatable.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 TEMP_GLOB = ".*.tmp*"
 
@@ -71,3 +72,19 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a file for writing that replaces `path` atomically when the block ends without error."""
     with atomic_path(path) as tmp, open(tmp, mode) as f:
         yield f
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows with the same keys -> a CSV file with a header; floats to 6 significant digits."""
+    lines = [",".join(rows[0])] if rows else []
+    lines += [",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row.values()) for row in rows]
+    write_text(path, "".join(f"{line}\n" for line in lines))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import entry_point, load_params, write_text_atomic
+from stages.common import entry_point, load_params, write_text
 
 MARKER = Path("runs/params.ok")
 
@@ -16,7 +16,7 @@ MARKER = Path("runs/params.ok")
 @entry_point
 def main() -> None:
     load_params()
-    write_text_atomic(MARKER, "params.yaml is valid\n")
+    write_text(MARKER, "params.yaml is valid\n")
 
 
 if __name__ == "__main__":

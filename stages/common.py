@@ -1,11 +1,7 @@
-"""What every stage shares: params loading, the clean-error entry point, paths, hashes, atomic writes."""
+"""What every stage shares: the project's paths, the clean-error entry point, progress lines, torch set-up."""
 from __future__ import annotations
 
-import ast
 import functools
-import hashlib
-import json
-import re
 import signal
 import sys
 import time
@@ -14,15 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
+from planet import params
 from planet.checkpoint import CheckpointError
-from planet.config import Config, ConfigError, load_config
+from planet.config import Config, ConfigError
 from planet.device import keep_freed_memory, resolve_device, with_resolved_precision
-from planet.envs import PixelEnv
-from planet.fileio import atomic_write
+from planet.fileio import write_csv, write_json, write_text
 from planet.replay import EpisodeError
+from planet.run import RunFolders
 from planet.trainer import NonFiniteError
+
+__all__ = ["write_csv", "write_json", "write_text"]  # the stages write through planet.fileio
 
 PARAMS = Path("params.yaml")
 SEED_DIR = Path("data/seed")
@@ -30,12 +28,8 @@ REPLAY_DIR = Path("data/replay")
 CHECKPOINT_DIR = Path("checkpoints")
 MODEL_PATH = Path("models/model.pt")
 TRAIN_RUN = Path("runs/train.json")
-ENGINE_DIR = Path(__file__).resolve().parent.parent / "planet"
-# Parts of the params that shape the trained model: a checkpoint is only resumed when they match,
-TRAIN_SECTIONS = ("seed", "env", "data", "model", "train", "planner", "runtime")
-# except these, which only say how long a run goes, how it is saved, or how fast it computes: changing
-# them continues the run (tests/test_reliability.py holds a continued run equal to a longer one).
-SCHEDULE_KEYS = ("train.iterations", "train.checkpoint_every", "train.keep_checkpoints", "runtime.threads")
+KEPT_DIR = Path(".planet/runs")
+FOLDERS = RunFolders(seed=SEED_DIR, replay=REPLAY_DIR, checkpoints=CHECKPOINT_DIR, kept=KEPT_DIR)
 
 USER_ERRORS = (ConfigError, EpisodeError, CheckpointError, NonFiniteError, OSError)
 
@@ -67,18 +61,6 @@ def entry_point(main: Callable[[], None]) -> Callable[[], None]:
             fail("interrupted; rerun `dvc repro` to continue (train resumes from its newest checkpoint)")
 
     return wrapper
-
-
-class ParamsLoader(yaml.SafeLoader):
-    """PyYAML speaks YAML 1.1, where `1e-8` is a string; DVC (`-S train.adam_eps=1e-8`) and YAML 1.2
-    write floats that way, so read them as the floats they are."""
-
-
-ParamsLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$"
-               r"|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."))
 
 
 class LineProgress:
@@ -118,29 +100,9 @@ def progress_bar(**kwargs: Any):
     return tqdm(**kwargs) if sys.stderr.isatty() else LineProgress(**kwargs)
 
 
-def read_params(text: str) -> Any:
-    return yaml.load(text, Loader=ParamsLoader)
-
-
 def load_params(path: Path = PARAMS) -> Config:
-    """params.yaml -> validated Config, plus the checks that need the env or the machine."""
-    try:
-        raw = read_params(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
-    cfg = load_config(raw)
-    resolve_device(cfg.runtime.device)
-    env = PixelEnv(cfg.env)  # unknown id, discrete or unbounded actions: ConfigError
-    max_steps = env.max_steps
-    env.close()
-    if max_steps is not None and cfg.train.seq_len > max_steps:
-        raise ConfigError(f"train.seq_len: {cfg.train.seq_len} is longer than an episode of {cfg.env.id} "
-                          f"({max_steps} steps at action repeat {cfg.env.action_repeat})")
-    return cfg
+    """params.yaml -> validated Config (`planet.params.load_params`)."""
+    return params.load_params(path)
 
 
 def setup_torch(cfg: Config) -> torch.device:
@@ -158,74 +120,6 @@ def machine_config(cfg: Config, device: torch.device) -> Config:
     if cfg.runtime.precision == "auto":
         print(f"runtime.precision: auto -> {resolved.runtime.precision} on this {device.type}")
     return resolved
-
-
-def file_digest(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:12]
-
-
-def _without_docstrings(tree: ast.AST) -> ast.AST:
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return tree
-
-
-def engine_modules(entry: str = "trainer", folder: Path = ENGINE_DIR) -> list[Path]:
-    """`planet/<entry>.py` and every engine module it imports, directly or through others."""
-    seen: set[str] = set()
-    todo = [entry]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
-            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module
-                       else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
-            todo += [m.split(".")[1] for m in modules if m.startswith("planet.")]
-    return sorted(folder / f"{name}.py" for name in seen)
-
-
-def code_digest(folder: Path = ENGINE_DIR, entry: str = "trainer") -> str:
-    """Hash of the engine code that training runs: a checkpoint from other code is never resumed.
-    Only the modules training imports count (the benchmark or the video writer do not), each by its
-    syntax tree without docstrings, so edits to comments, docstrings or layout keep a run."""
-    digest = hashlib.sha256()
-    for path in engine_modules(entry, folder):
-        tree = _without_docstrings(ast.parse(path.read_text(), filename=str(path)))
-        digest.update(path.name.encode())
-        digest.update(hashlib.sha256(ast.dump(tree).encode()).digest())
-    return digest.hexdigest()[:12]
-
-
-def training_fingerprint(cfg: Config, seed_paths: list[Path]) -> str:
-    """What a checkpoint's weights depend on: the training params as written (`auto` included) less
-    `SCHEDULE_KEYS`, the training code, and the seed episodes."""
-    flat = {k: v for k, v in cfg.flat().items() if k.split(".")[0] in TRAIN_SECTIONS and k not in SCHEDULE_KEYS}
-    parts = [json.dumps(flat, sort_keys=True), code_digest(), file_digest(seed_paths)]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_write(path, "w") as f:
-        f.write(text)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
-
-    write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
 
 
 def load_model(cfg: Config, device: torch.device):

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from planet.config import Config
-from stages.common import SCHEDULE_KEYS, TRAIN_RUN, StageError
+from planet.config import Config, schedule_keys
+from stages.common import TRAIN_RUN, StageError
 
 # The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -164,7 +164,8 @@ def run_for_stage(client, experiment_id: str, cfg: Config, stage: str) -> str:
     train_run_id = json.loads(TRAIN_RUN.read_text())["run_id"]
     train_run = client.get_run(train_run_id)
     flat = {k: str(v) for k, v in cfg.flat().items()}
-    changed = sorted(k for k in flat if k not in SCHEDULE_KEYS and train_run.data.params.get(k) != flat[k])
+    schedule = schedule_keys()
+    changed = sorted(k for k in flat if k not in schedule and train_run.data.params.get(k) != flat[k])
     if not changed and set(train_run.data.params) == set(flat):
         return train_run_id
     name = f"{train_run.info.run_name}/{stage}-{cfg.fingerprint()[:6]}"

@@ -1,9 +1,9 @@
-"""stages/common.py: what the stages share."""
+"""planet/identity.py's code digest, and stages/common.py: what the stages share."""
 from __future__ import annotations
 
 import shutil
 
-from stages.common import ENGINE_DIR, code_digest
+from planet.identity import ENGINE_DIR, code_digest, engine_modules
 
 
 def test_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
@@ -24,10 +24,8 @@ def test_code_digest_ignores_comments_and_docstrings_but_not_code(tmp_path):
 
 
 def test_code_digest_counts_only_the_modules_training_imports(tmp_path):
-    from stages.common import engine_modules
-
     names = {p.name for p in engine_modules()}
-    assert {"trainer.py", "loss.py", "model.py", "planner.py", "replay.py", "envs.py", "device.py"} <= names
+    assert {"run.py", "trainer.py", "loss.py", "model.py", "planner.py", "replay.py", "envs.py", "device.py"} <= names
     assert not names & {"bench.py", "video.py", "cli.py", "trained.py", "plots.py"}
     engine = tmp_path / "planet"
     shutil.copytree(ENGINE_DIR, engine, ignore=shutil.ignore_patterns("__pycache__"))

@@ -16,7 +16,7 @@ from test_profiles import apply_overrides
 from planet.agent import run_episodes
 from planet.config import ConfigError, EnvConfig, load_config
 from planet.envs import PixelEnv, known_env_spec
-from stages.common import read_params
+from planet.params import read_params
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = "dm_control/cartpole-swingup-v0"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from planet.config import Config, load_config
-from stages.common import read_params
+from planet.params import read_params
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -120,8 +120,7 @@ def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_pat
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["dry_run"] and report["tests"]["passed"] >= 7 and report["tests"]["failed"] == 0
-    assert {(r["precision"], r["compile"]) for r in report["bench"]} == {("fp32", False), ("fp32", True),
-                                                                          ("bf16", False), ("bf16", True)}
+    assert {(r["precision"], r["compile"]) for r in report["bench"]} == {("fp32", False), ("bf16", False)}
     assert all(r["train_step_ms"] > 0 and r["plan_ms"] > 0 for r in report["bench"])
     phases = report["training"]
     assert set(phases["seconds_per_iteration"]) == {"train", "collect", "evaluate"}

@@ -1,0 +1,56 @@
+"""An example of your own environment for PlaNet: a dot steered to a target on a wide 48x64 frame.
+
+Importing this module registers `Reach-v0`; name it in params.yaml as `examples.reach:Reach-v0`
+(docs/own-env.md walks through it). It has what an env of your own may have and PlaNet takes:
+a non-square frame, asymmetric action bounds, episodes that end early (on reaching the target),
+float64 observations (the agent ignores them: it sees pixels).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+HEIGHT, WIDTH = 48, 64
+
+
+class ReachEnv(gym.Env):
+    """The red dot moves by (dx, dy) = 0.1 * action per step; the target (green) is drawn at random
+    per episode. Reward: minus the distance to the target; reaching it (closer than 0.08) ends the
+    episode with +10. Random actions wander; a planner heads straight there."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, render_mode: str | None = None):
+        self.render_mode = render_mode
+        # Asymmetric bounds: stronger to the right and down than back.
+        self.action_space = gym.spaces.Box(np.array([-0.5, -1.0], np.float32), np.array([1.0, 0.5], np.float32))
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (4,), np.float64)
+        self.pos = np.zeros(2)
+        self.target = np.zeros(2)
+
+    def _obs(self) -> np.ndarray:
+        return np.concatenate([self.pos, self.target])  # (4,) float64
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = self.np_random.uniform(0.1, 0.4, size=2)
+        self.target = self.np_random.uniform(0.5, 0.9, size=2)
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos = np.clip(self.pos + 0.1 * np.asarray(action, np.float64), 0.0, 1.0)
+        distance = float(np.linalg.norm(self.pos - self.target))
+        reached = distance < 0.08
+        return self._obs(), (10.0 if reached else 0.0) - distance, reached, False, {}
+
+    def render(self):
+        rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
+        frame = np.full((HEIGHT, WIDTH, 3), 30, np.uint8)
+        for (x, y), colour, radius in ((self.target, (40, 200, 60), 5), (self.pos, (230, 50, 40), 4)):
+            near = (cols - x * (WIDTH - 1)) ** 2 + (rows - y * (HEIGHT - 1)) ** 2 <= radius**2
+            frame[near] = colour
+        return frame
+
+
+if "Reach-v0" not in gym.registry:
+    gym.register("Reach-v0", entry_point=ReachEnv, max_episode_steps=60)
