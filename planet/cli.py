@@ -7,9 +7,10 @@ file, from any folder.
 
 PARAMS is a params file (the project's params.yaml, or one of your own); `train` collects the seed
 episodes, trains, and rerun on the same DIR resumes or extends the run (`planet.run.train`). MODEL
-is a checkpoint or a `model.pt`; everything else (env, network, planner) comes from the config
-recorded in it. Mistakes (a missing or foreign file, a bad number) are one line on stderr and exit
-status 2.
+is a checkpoint or a `model.pt`, or an MLflow model of a training run (`runs:/<run_id>/model`,
+`models:/<name>/<version>`, downloaded from `MLFLOW_TRACKING_URI`; needs mlflow); everything else
+(env, network, planner) comes from the config recorded in it. Mistakes (a missing or foreign file,
+a bad number) are one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def positive_int(text: str) -> int:
     return value
 
 
+MODEL_HELP = "a checkpoint, a model.pt, runs:/<run_id>/model or models:/<name>/<version>"
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="planet", description="Train PlaNet; evaluate or dream with a trained model.")
     commands = main.add_subparsers(dest="command", required=True)
@@ -49,13 +53,13 @@ def parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("params", type=Path, help="a params file (params.yaml or your own)")
     train_cmd.add_argument("--out", type=Path, required=True, help="the run's folder (model.pt, train.csv, ...)")
     evaluate_cmd = commands.add_parser("evaluate", help="run planner episodes and print the return")
-    evaluate_cmd.add_argument("model", type=Path, help="a checkpoint or models/model.pt")
+    evaluate_cmd.add_argument("model", help=MODEL_HELP)
     evaluate_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's evaluate.episodes)")
     evaluate_cmd.add_argument("--horizon", type=positive_int, help="planning horizon (default: the model's)")
     evaluate_cmd.add_argument("--seed", type=int, help="seed of the env resets and the planner (default: the model's)")
     evaluate_cmd.add_argument("--video", type=Path, default=Path("eval.mp4"), help="video of the first episode")
     dream_cmd = commands.add_parser("dream", help="dream open-loop from fresh episodes; write videos and a plot")
-    dream_cmd.add_argument("model", type=Path, help="a checkpoint or models/model.pt")
+    dream_cmd.add_argument("model", help=MODEL_HELP)
     dream_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's dream.episodes)")
     dream_cmd.add_argument("--seed", type=int, help="seed (default: the model's)")
     dream_cmd.add_argument("--out", type=Path, default=Path("dream"), help="folder for the videos and error.png")
@@ -75,12 +79,36 @@ def for_this_machine(cfg: Config, **changes) -> Config:
     return load_config(flat)
 
 
+def model_file(model: str) -> Path:
+    """A path as it is; `runs:/<run_id>/model` or `models:/<name>/<version>` downloaded through MLflow's
+    own artifact resolution (from `MLFLOW_TRACKING_URI`) -> the model file in it."""
+    if not model.startswith(("runs:/", "models:/")):
+        return Path(model)
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:
+        raise ConfigError(f"{model}: an MLflow URI needs mlflow installed (pip install mlflow)") from None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    except MlflowException as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"{model}: {first}") from None
+    if local.is_dir():
+        found = sorted(local.rglob("model.pt"))
+        if not found:
+            raise CheckpointError(f"{model}: holds no model.pt (is it a PlaNet training run's model?)")
+        return found[0]
+    return local
+
+
 def run(args: argparse.Namespace) -> None:
     if args.command == "train":
         keep_freed_memory()
         train(args.params, args.out, say=lambda message: print(message, flush=True))
         return
-    model, trained_cfg = load_model(args.model, args.device)
+    model, trained_cfg = load_model(model_file(args.model), args.device)
     cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None))
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from planet.config import Config, schedule_keys
+from planet.config import Config, load_config, schedule_keys
 from stages.common import TRAIN_RUN, StageError
 
 # The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
@@ -193,3 +194,28 @@ def closing_run(client, run_id: str) -> Iterator[str]:
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id)
+
+
+MODEL_ARTIFACT = "model"  # runs:/<run_id>/model
+
+
+def log_model(run_id: str, model_path: Path, config: dict[str, Any]) -> str:
+    """The trained model as the run's MLflow model (`stages/mlflow_model.py`): the model file, the
+    `planet` package that loads it, the env id and the resolved config beside it -> its model id."""
+    import logging
+
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # no notes on inferred signatures or environments
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(tracking_uri())
+    root = Path(__file__).resolve().parent.parent
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # frames in, actions out: no signature to infer
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT, python_model=str(root / "stages/mlflow_model.py"),
+            artifacts={"model": str(model_path)}, code_paths=[str(root / "planet")],
+            pip_requirements=[f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "gymnasium", "numpy"],
+            metadata={"env_id": config["env"]["id"], "config": config}, tags={"env.id": config["env"]["id"]},
+            params={k: str(v) for k, v in load_config(config).flat().items()})  # shown in the UI's Models
+    return info.model_id

@@ -78,6 +78,7 @@ def finish_run(client, model: Checkpoint) -> None:
     plot_training(progress.rows, "plots/train.png")
     client.log_artifact(progress.run_id, "plots/train.png", "plots")
     client.log_artifact(progress.run_id, str(PARAMS))
+    tracking.log_model(progress.run_id, MODEL_PATH, model.config)
     print(f"train: done, {progress.env_steps} env steps, model in {MODEL_PATH}, MLflow run {progress.run_id}")
 
 

@@ -43,8 +43,9 @@ def tiny_params(params: dict) -> dict:
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900,
         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(extra_env or {})}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own store, unless `extra_env` names one
+    env.update(extra_env or {})
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
         raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -205,6 +206,28 @@ def test_mlflow_server_serves_the_runs(project):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_the_trained_model_is_an_mlflow_model_that_planet_evaluates_from_anywhere(project, tmp_path, monkeypatch):
+    client = mlflow_client(project)
+    train_id = json.loads((project / "runs/train.json").read_text())["run_id"]
+    experiment_id = client.get_run(train_id).info.experiment_id
+    models = client.search_logged_models(experiment_ids=[experiment_id])  # the experiment's Models tab
+    (model,) = [m for m in models if m.source_run_id == train_id]
+    assert model.name == "model" and model.tags["env.id"] == "Pendulum-v1"
+    assert model.params["model.belief_size"] == "32" and model.params["seed"] == "0"  # the resolved config
+    import mlflow
+
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    version = mlflow.register_model(model.model_uri, "pendulum-tiny")  # what "Register model" in the UI does
+    env = {"MLFLOW_TRACKING_URI": store}
+    for uri in (f"runs:/{train_id}/model", f"models:/pendulum-tiny/{version.version}"):
+        out = run(["planet", "evaluate", uri, "--episodes", "1", "--video", "eval.mp4"], tmp_path, extra_env=env)
+        assert out.stdout.startswith("return ") and "over 1 episodes of Pendulum-v1" in out.stdout, out.stderr
+    missing = run(["planet", "evaluate", "runs:/0123456789abcdef/model"], tmp_path, check=False, extra_env=env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: runs:/0123456789abcdef/model: ")
+    assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_queued_sweep_runs_and_logs_to_the_project_store(project):
