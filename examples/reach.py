@@ -15,15 +15,15 @@ HEIGHT, WIDTH = 48, 64
 
 class ReachEnv(gym.Env):
     """The red dot moves by (dx, dy) = 0.1 * action per step; the target (green) is drawn at random
-    per episode. Reward: minus the distance to the target; reaching it (closer than 0.08) ends the
-    episode with +10. Random actions wander; a planner heads straight there."""
+    per episode. Reward: minus the distance to the target, so the sooner there the better; reaching
+    it (closer than 0.08) ends the episode. Random actions wander; a planner heads straight there."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, render_mode: str | None = None):
         self.render_mode = render_mode
-        # Asymmetric bounds: stronger to the right and down than back.
-        self.action_space = gym.spaces.Box(np.array([-0.5, -1.0], np.float32), np.array([1.0, 0.5], np.float32))
+        # Asymmetric bounds in x: stronger to the right than back to the left.
+        self.action_space = gym.spaces.Box(np.array([-0.5, -1.0], np.float32), np.array([1.0, 1.0], np.float32))
         self.observation_space = gym.spaces.Box(0.0, 1.0, (4,), np.float64)
         self.pos = np.zeros(2)
         self.target = np.zeros(2)
@@ -41,7 +41,7 @@ class ReachEnv(gym.Env):
         self.pos = np.clip(self.pos + 0.1 * np.asarray(action, np.float64), 0.0, 1.0)
         distance = float(np.linalg.norm(self.pos - self.target))
         reached = distance < 0.08
-        return self._obs(), (10.0 if reached else 0.0) - distance, reached, False, {}
+        return self._obs(), -distance, reached, False, {}
 
     def render(self):
         rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]

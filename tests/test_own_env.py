@@ -18,12 +18,12 @@ def test_the_example_env_has_what_an_own_env_may_have():
     env = PixelEnv(EnvConfig(id=REACH, image_size=32, action_repeat=2, crop=1.0))
     raw = env.env.unwrapped
     assert raw.render().shape == (48, 64, 3) and raw.observation_space.dtype == np.float64  # wide, float64
-    assert env.low.tolist() == [-0.5, -1.0] and env.high.tolist() == [1.0, 0.5]  # asymmetric bounds
+    assert env.low.tolist() == [-0.5, -1.0] and env.high.tolist() == [1.0, 1.0]  # asymmetric in x
     frame = env.reset(0)
     assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8
     raw.pos = raw.target - np.array([0.1, 0.0])  # one step right from the target: reached, the episode ends
-    result = env.step(np.array([2 * (1.0 - -0.5) / 1.5 - 1, 2 * (0.0 - -1.0) / 1.5 - 1], np.float32))
-    assert result.terminated and result.reward > 9
+    result = env.step(np.array([1.0, 0.0], np.float32))  # env units (1, 0): [-0.5, 1] x [-1, 1] mapped from [-1, 1]
+    assert result.terminated and -0.08 < result.reward <= 0
 
 
 def own_env_params(params: dict) -> dict:
