@@ -255,7 +255,7 @@ def _role(key: str) -> str | None:
         found = next(f for f in dataclasses.fields(cls) if f.name == name)
         if "role" in found.metadata:
             return found.metadata["role"]
-        cls = found.type if isinstance(found.type, type) else typing.get_type_hints(cls)[name]
+        cls = typing.get_type_hints(cls)[name]  # the annotations are strings here
     return None
 
 

@@ -98,9 +98,9 @@ class TrainingRun:
         self.set_aside: Path | None = None  # where another run's files went, if they had to move
         self.fingerprint = training_fingerprint(cfg, episode_paths(folders.seed))
         self.resumed = self._resume_point(cfg)
-        self.cfg = self._resolved(cfg, self.resumed)
-        if cfg.runtime.threads:
+        if cfg.runtime.threads:  # before the precision probe, which times matmuls on these threads
             torch.set_num_threads(cfg.runtime.threads)
+        self.cfg = self._resolved(cfg, self.resumed)
         torch.manual_seed(cfg.seed)  # the model's initial weights
         self.envs = [PixelEnv(self.cfg.env) for _ in range(self.cfg.train.collect_episodes)]
         env = self.envs[0]

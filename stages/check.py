@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import entry_point, load_params, write_text
+from planet.fileio import write_text
+from stages.common import entry_point, load_params
 
 MARKER = Path("runs/params.ok")
 

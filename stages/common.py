@@ -15,12 +15,9 @@ from planet import params
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError
 from planet.device import keep_freed_memory, resolve_device, with_resolved_precision
-from planet.fileio import write_csv, write_json, write_text
 from planet.replay import EpisodeError
 from planet.run import RunFolders
 from planet.trainer import NonFiniteError
-
-__all__ = ["write_csv", "write_json", "write_text"]  # the stages write through planet.fileio
 
 PARAMS = Path("params.yaml")
 SEED_DIR = Path("data/seed")

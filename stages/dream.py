@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from planet.dream import write_dreams
+from planet.fileio import write_csv, write_json
 from planet.replay import episode_paths, load_episode
 from stages import tracking
-from stages.common import REPLAY_DIR, entry_point, load_model, load_params, setup_torch, write_csv, write_json
+from stages.common import REPLAY_DIR, entry_point, load_model, load_params, setup_torch
 
 OUT = Path("dream")
 

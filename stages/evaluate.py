@@ -7,9 +7,10 @@ import numpy as np
 
 from planet.envs import episode_steps
 from planet.evaluation import evaluate, evaluation_seeds
+from planet.fileio import write_json
 from planet.video import upscale, write_gif, write_mp4
 from stages import tracking
-from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch, write_json
+from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch
 
 
 @entry_point

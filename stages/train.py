@@ -6,6 +6,7 @@ keep the earlier run aside (`python -m stages.runs` lists kept runs)."""
 from __future__ import annotations
 
 from planet.checkpoint import Checkpoint, TrainProgress, write_checkpoint
+from planet.device import keep_freed_memory, resolve_device
 from planet.fileio import write_csv, write_json
 from planet.plots import plot_training
 from planet.replay import episode_paths
@@ -21,7 +22,6 @@ from stages.common import (
     entry_point,
     load_params,
     progress_bar,
-    setup_torch,
 )
 
 CURVES = "plots/train.csv"
@@ -35,7 +35,8 @@ def say(message: str) -> None:
 @entry_point
 def main() -> None:
     params = load_params()
-    device = setup_torch(params)
+    keep_freed_memory()  # threads and seeds are the run's own (`TrainingRun`)
+    device = resolve_device(params.runtime.device)
     client, experiment_id = tracking.connect(params)  # an unreachable store fails here, before any work
     if not episode_paths(SEED_DIR):
         raise StageError(f"{SEED_DIR}/ holds no episodes; run the seed stage first (dvc repro)")

@@ -140,8 +140,9 @@ def test_schedule_keys_are_declared_beside_their_fields(key):
 
     assert key in schedule_keys()
     section, name = key.split(".")
-    bumped = {section: {**Config().section(section), name: Config().section(section)[name] + 1}}
-    other = dataclasses.replace(Config(), **{section: type(getattr(Config(), section))(**bumped[section])})
+    default = getattr(Config(), section)
+    bumped = dataclasses.replace(default, **{name: getattr(default, name) + 1})
+    other = dataclasses.replace(Config(), **{section: bumped})
     assert other.training_params() == Config().training_params()
 
 
