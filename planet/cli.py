@@ -94,6 +94,12 @@ def model_file(model: str) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
     except MlflowException as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        if err.error_code == "UNAUTHENTICATED":  # a basic-auth server (docs/team.md)
+            first = (f"the MLflow server refused user {user!r}: wrong user name or password" if user else
+                     "the MLflow server asks for a login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        elif err.error_code == "PERMISSION_DENIED":
+            first = f"the MLflow server does not let user {user!r} read it"
         raise CheckpointError(f"{model}: {first}") from None
     if local.is_dir():
         found = sorted(local.rglob("model.pt"))

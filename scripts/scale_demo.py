@@ -1,15 +1,19 @@
 """The team set-up end to end on one machine, every part real and on 127.0.0.1 (`make scale-demo`).
 
-In temporary folders it brings up a throwaway PostgreSQL, the MLflow server on it (artifacts served
-through the server), a Ray head node and a second Ray node, a bare git remote and a local-directory
-DVC remote. It runs a two-trial tiny sweep (`python -m stages.sweep -S seed=0,1`) across the two nodes,
-runs it again with `seed=0,1,oops` (two skipped, the third named as failed), then checks from fresh
-clones what a teammate gets:
+In temporary folders it brings up a throwaway PostgreSQL, the MLflow server on it with MLflow's
+basic-auth app (artifacts served through the server; users alice and bob made by the admin; no login
+and a wrong password refused), a Ray head node and a second Ray node with token authentication, a bare
+git remote and a local-directory DVC remote. The sweep without a login and with a wrong password stops
+in one line; as alice it runs a two-trial tiny sweep (`python -m stages.sweep -S seed=0,1`) across the
+two nodes, then again with `seed=0,1,oops` (two skipped, the third named as failed). Then it checks
+what bob, a teammate, gets:
 
 - `dvc exp pull` brings both experiments; `dvc exp show` lists them with their metrics;
 - an experiment made a branch, cloned afresh and `dvc pull`ed has its seed episodes, checkpoints and
   model, `dvc repro` there runs nothing, and evaluating the pulled model works;
-- the MLflow server on PostgreSQL holds both trials' runs, each with its eval video.
+- the MLflow server on PostgreSQL holds both trials' runs, each with its eval video; a run's model,
+  registered, is evaluated from an empty folder by `runs:/` and `models:/` (with no login: one line);
+  bob may not delete alice's run.
 
 Then it tears everything down, checks that none of its processes is left, and prints one summary line
 last. It needs root (PostgreSQL runs as the `postgres` user; the network namespace) and runs itself in
@@ -18,6 +22,7 @@ a new network namespace that holds only loopback, so no traffic leaves 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import base64
 import glob
 import json
 import os
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -79,6 +85,30 @@ def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = No
     return out
 
 
+# The auth app's settings: a logged-in teammate reads and logs everywhere (EDIT), and only a run's
+# creator or an admin deletes it (MANAGE); requests without a valid login get 401.
+AUTH_INI = """[mlflow]
+default_permission = EDIT
+database_uri = {database}
+admin_username = admin
+"""
+LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+def api(url: str, path: str, login: tuple[str, str] | None = None, body: dict | None = None,
+        method: str | None = None) -> tuple[int, str]:
+    """One request to the MLflow server's REST API -> (HTTP status, body)."""
+    request = urllib.request.Request(f"{url}{path}", method=method, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+    if login:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(login).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
 NODES_ALIVE = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='error', log_to_driver=False); "
                "print(sum(n['Alive'] for n in ray.nodes()))")
 
@@ -89,11 +119,14 @@ class Services:
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
         self.tmp, self.env, self.sessions, self.leaders, self.pg_data = tmp, env, [], [], None
 
-    def spawn(self, cmd: list[str], log: str, leader_stops_all: bool = False) -> subprocess.Popen:
+    def spawn(self, cmd: list[str], log: str, leader_stops_all: bool = False,
+              secrets_env: dict[str, str] | None = None) -> subprocess.Popen:
         """`leader_stops_all`: SIGTERM to the first process alone stops the rest in order (`ray start --block`;
-        signalled all at once, a Ray node's processes wait 30 s on each other)."""
+        signalled all at once, a Ray node's processes wait 30 s on each other). `secrets_env`: for this
+        process alone."""
         with open(self.tmp / log, "w") as out:
-            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(cmd, env={**self.env, **(secrets_env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
         self.sessions.append(proc.pid)
         if leader_stops_all:
             self.leaders.append(proc.pid)
@@ -108,15 +141,24 @@ class Services:
         self.pg_data = data
         run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "start",
              "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"])
-        run([*as_postgres, str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"])
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+        for database in ("mlflow", "mlflow_auth"):  # runs; the auth app's users and permissions
+            run([*as_postgres, str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                 database])
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
 
-    def mlflow(self, store: str, port: int) -> str:
-        # One worker and no job runner: 2 processes instead of 13 (the team command in docs/team.md).
+    def mlflow(self, database: str, port: int, admin_password: str) -> str:
+        """MLflow's server with its basic-auth app (the team command in docs/team.md): runs in database
+        `mlflow`, users and permissions in `mlflow_auth`, user `admin` created on first start."""
+        (self.tmp / "auth.ini").write_text(AUTH_INI.format(database=f"{database}/mlflow_auth"))
+        # One worker and no job runner: 2 processes instead of 13.
         self.env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        self.spawn([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store,
+        self.spawn([str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
+                    "--backend-store-uri", f"{database}/mlflow",
                     "--serve-artifacts", "--artifacts-destination", str(self.tmp / "mlflow-artifacts"),
-                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], "mlflow.log")
+                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], "mlflow.log",
+                   secrets_env={"MLFLOW_AUTH_CONFIG_PATH": str(self.tmp / "auth.ini"),
+                                "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+                                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)})
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -261,28 +303,94 @@ def check_fresh_clones(tmp: Path, git_remote: Path, env: dict) -> None:
         "nothing; python -m stages.evaluate on the pulled model worked")
 
 
-def check_mlflow(url: str, tmp: Path) -> None:
+def team_logins(url: str, admin: tuple[str, str]) -> dict[str, tuple[str, str]]:
+    """Two teammates' users, made by the admin; a request with no login and one with a wrong password
+    must be refused."""
+    logins = {}
+    for name in ("alice", "bob"):
+        logins[name] = (name, secrets.token_urlsafe(16))
+        user = dict(zip(("username", "password"), logins[name]))
+        status, text = api(url, "/api/2.0/mlflow/users/create", admin, user)
+        if status != 200:
+            raise DemoError(f"the admin could not create MLflow user {name}: {status} {text.strip()[:200]}")
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    for who, login in (("no login", None), ("a wrong password", ("alice", "not-alices-password"))):
+        status, _ = api(url, search, login)
+        if status != 401:
+            raise DemoError(f"the MLflow server answered a request with {who} with {status}, not 401")
+    if api(url, search, logins["alice"])[0] != 200:
+        raise DemoError("the MLflow server refused user alice with her password")
+    return logins
+
+
+def check_refused_sweep(sweep: list[str], project: Path, env: dict) -> str:
+    """The sweep with no login, then with a wrong password: exit 2 and one line each, before any trial."""
+    said = []
+    for login in ({}, dict(zip(LOGIN, ("alice", "not-alices-password")))):
+        out = run(sweep, project, {**env, **login}, check=False)
+        lines = out.stderr.strip().splitlines()
+        if out.returncode != 2 or len(lines) != 1 or "MLflow tracking server" not in lines[0]:
+            raise DemoError(f"the sweep with login {login or 'none'} should stop in one line, exited {out.returncode}: "
+                            f"{out.stderr.strip()[-300:]}")
+        said.append(lines[0])
+    return " / ".join(f"`{line}`" for line in said)
+
+
+def check_mlflow(url: str, tmp: Path, login: tuple[str, str], env: dict) -> None:
+    """As a teammate (`login`): the trials' runs and videos, their models evaluated from an empty folder by
+    `runs:/` and, registered, by `models:/`; no login is one line; another user's run cannot be deleted."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    os.environ.update(zip(LOGIN, login))  # MLflow's client reads the login from the environment
     client = MlflowClient(tracking_uri=url)
     experiment = client.get_experiment_by_name("planet")
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    by_trial = {r.data.tags.get("dvc.exp_name"): r for r in runs}
+    by_trial = {r.data.tags.get("dvc.exp_name"): r for r in runs if "mlflow.parentRunId" not in r.data.tags}
     for name in TRIALS:
         if name not in by_trial:
             raise DemoError(f"the MLflow server has no run tagged dvc.exp_name={name}")
         video = client.download_artifacts(by_trial[name].info.run_id, "evaluate/eval.mp4", str(tmp / name))
         if Path(video).read_bytes()[4:8] != b"ftyp":
             raise DemoError(f"{name}'s evaluate/eval.mp4 from the MLflow server is not an MP4 file")
-    say(f"MLflow on PostgreSQL: runs {', '.join(by_trial[n].info.run_name for n in TRIALS)} for "
+    say(f"MLflow on PostgreSQL, read as bob: runs {', '.join(by_trial[n].info.run_name for n in TRIALS)} for "
         f"{', '.join(TRIALS)}, each eval.mp4 downloaded through the server")
+
+    run_id = by_trial[TRIALS[0]].info.run_id
+    mlflow.set_tracking_uri(url)
+    version = mlflow.register_model(f"runs:/{run_id}/model", "planet-demo").version
+    empty = tmp / "empty"
+    empty.mkdir()
+    planet_env = {**env, "MLFLOW_TRACKING_URI": url, **dict(zip(LOGIN, login))}
+    said = []
+    for model in (f"runs:/{run_id}/model", f"models:/planet-demo/{version}"):
+        out = run([sys.executable, "-m", "planet", "evaluate", model, "--episodes", "1"], empty, planet_env)
+        said.append(f"{model.split(':')[0]}: {out.stdout.strip().splitlines()[-1].split(' over ')[0]}")
+    anonymous = {k: v for k, v in planet_env.items() if k not in LOGIN}
+    out = run([sys.executable, "-m", "planet", "evaluate", f"runs:/{run_id}/model"], empty, anonymous, check=False)
+    if out.returncode != 2 or "asks for a login" not in out.stderr or len(out.stderr.strip().splitlines()) != 1:
+        raise DemoError(f"`planet evaluate runs:/...` with no login should be one line, said {out.stderr[-300:]}")
+    say(f"bob registered {TRIALS[0]}'s model as planet-demo v{version}; `planet evaluate` from an empty folder: "
+        f"{'; '.join(said)}; with no login: `{out.stderr.strip()}`")
+    try:
+        client.delete_run(run_id)
+    except MlflowException as err:
+        if err.error_code != "PERMISSION_DENIED":
+            raise
+    else:
+        raise DemoError(f"bob deleted alice's run {run_id}")
+    say("bob may not delete alice's run (PERMISSION_DENIED)")
 
 
 def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> str:
     pg_bin = postgres_bin()
-    store = services.postgres(pg_bin, free_port())
-    url = services.mlflow(store, free_port())
-    say(f"PostgreSQL {pg_bin.parent.name} and the MLflow server at {url} (store {store.split('@')[0]}@...) are up")
+    database = services.postgres(pg_bin, free_port())
+    admin = ("admin", secrets.token_urlsafe(16))
+    url = services.mlflow(database, free_port(), admin[1])
+    say(f"PostgreSQL {pg_bin.parent.name} and the MLflow server at {url} with basic auth are up")
+    logins = team_logins(url, admin)
+    say("users alice and bob made by admin; requests with no login and with a wrong password: 401")
     address = services.ray_nodes(free_port())
     say(f"Ray head and a second node at {address}, 1 CPU each, token authentication on (another token: refused)")
     project, git_remote = tmp / "project", tmp / "remote.git"
@@ -290,6 +398,8 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
     sweep_env = {**env, "MLFLOW_TRACKING_URI": url}
     sweep = [sys.executable, "-m", "stages.sweep", "-S", "seed=0,1", "--address", address,
              "--report", str(tmp / "sweep.json")]
+    say(f"the sweep with no login, then a wrong password: exit 2, {check_refused_sweep(sweep, project, sweep_env)}")
+    sweep_env.update(zip(LOGIN, logins["alice"]))  # alice runs the sweep
     started = time.monotonic()
     out = run(sweep, project, sweep_env, check=False)
     print(out.stdout, end="", flush=True)
@@ -308,10 +418,12 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
         raise DemoError(f"the sweep rerun with seed=0,1,oops should skip two and fail one, said: {last}")
     failure = next(line for line in rerun.stdout.splitlines() if line.startswith("sweep: sweep-seedoops"))
     say(f"the sweep again with seed=0,1,oops: exit 1, both done trials skipped; {failure}")
-    check_fresh_clones(tmp, git_remote, sweep_env)
-    check_mlflow(url, tmp)
+    bob = {**env, "MLFLOW_TRACKING_URI": url, **dict(zip(LOGIN, logins["bob"]))}
+    check_fresh_clones(tmp, git_remote, bob)
+    check_mlflow(url, tmp, logins["bob"], env)
     return (f"2 trials on 2 Ray nodes ({', '.join(f'{n} on {nodes[n]}' for n in TRIALS)}), sweep {seconds:.0f} s; "
-            f"both experiments and outputs back in a fresh clone; 2 MLflow runs with eval.mp4 on PostgreSQL")
+            f"both experiments and outputs back in a fresh clone; 2 MLflow runs with eval.mp4 on PostgreSQL behind "
+            f"basic auth, the model evaluated by runs:/ and models:/")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -349,7 +461,8 @@ def main() -> int:
     tmp.chmod(0o755)  # PostgreSQL's data folder lives inside, owned by postgres
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": "",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for name in ("MLFLOW_TRACKING_URI", *LOGIN):  # the demo's own server and users, not the caller's
+        env.pop(name, None)
     # Ray's token authentication with a token of the demo's own: every Ray process and client it
     # starts carries it, and the cluster refuses any other (independent of ~/.ray/auth_token, which a
     # local `ray.init()` writes and a later `ray start` would otherwise pick up).

@@ -117,8 +117,10 @@ def error_line(text: str, fallback: str) -> str:
     return (stage_errors or tool_errors or lines or [fallback])[-1][:300]
 
 
-def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, tracking_uri: str) -> dict:
-    """One trial on a Ray node, in a clone removed afterwards; -> {name, ok, node, seconds, error}."""
+def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, tracking_uri: str,
+              login: dict[str, str]) -> dict:
+    """One trial on a Ray node, in a clone removed afterwards, logging to `tracking_uri` with the
+    sweep's MLflow `login` (MLflow's environment variables); -> {name, ok, node, seconds, error}."""
     import shutil
     import tempfile
 
@@ -129,7 +131,7 @@ def run_trial(name: str, settings: list[str], repo_url: str, baseline: str, trac
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     # The node's `python` and `dvc` are the ones of the environment its Ray worker runs in; torch takes
     # as many threads as the CPUs Ray reserved for this trial.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": str(max(1, int(cpus))),
+    env = {**os.environ, **login, "MLFLOW_TRACKING_URI": tracking_uri, "OMP_NUM_THREADS": str(max(1, int(cpus))),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     workdir = tempfile.mkdtemp(prefix=f"planet-{name}-")
     steps = [["git", "clone", "-q", repo_url, "."], ["git", "checkout", "-q", baseline],
@@ -177,11 +179,11 @@ def check_tracking() -> str:
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SweepError(f"set MLFLOW_TRACKING_URI to the team's MLflow server (http://host:port), got {uri!r}")
-    try:
-        socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                                 timeout=10).close()
-    except OSError as err:
-        raise SweepError(f"MLflow server {uri} is unreachable: {err.strerror or err}") from None
+    from stages.tracking import server_problem
+
+    problem = server_problem(uri)  # every trial would fail on it
+    if problem:
+        raise SweepError(problem)
     return uri
 
 
@@ -219,6 +221,8 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     trials = make_trials(cfg)
     repo_url, baseline = check_project(cfg)
     tracking_uri = check_tracking()
+    login = {name: os.environ[name] for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+             if name in os.environ}  # the one who runs the sweep logs every trial
     check_ray_address(cfg.address)
     done = finished_trials(cfg)
     results = [{"name": t.name, "ok": True, "node": "", "seconds": 0.0, "error": "", "skipped": True}
@@ -241,7 +245,7 @@ def sweep(cfg: SweepConfig) -> list[dict]:
         names = node_names()
         task = ray.remote(run_trial)
         pending = {task.options(name=t.name, num_cpus=cfg.cpus, num_gpus=cfg.gpus, max_retries=0)
-                   .remote(t.name, list(t.settings), repo_url, baseline, tracking_uri): t for t in todo}
+                   .remote(t.name, list(t.settings), repo_url, baseline, tracking_uri, login): t for t in todo}
         print(f"sweep: {len(todo)} trials submitted to Ray ({cfg.cpus:g} CPU, {cfg.gpus:g} GPU each) from "
               f"{baseline[:8]}", flush=True)
         while pending:

@@ -4,7 +4,8 @@ Store: `MLFLOW_TRACKING_URI` if set, else MLflow 3's default, a SQLite file `mlf
 project root with artifacts in `mlartifacts/` beside it. Under `dvc exp run --temp/--queue` the
 stage runs in a copy of the repo inside `<root>/.dvc/tmp/exps/`, so the root is resolved back to
 the real project, and every experiment logs into the same store. A team's MLflow server
-(`MLFLOW_TRACKING_URI=http://host:port`, docs/team.md) that cannot be reached fails in one line at once.
+(`MLFLOW_TRACKING_URI=http://host:port`, docs/team.md) that cannot be reached, or that refuses the
+login in `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`, fails in one line at once.
 """
 from __future__ import annotations
 
@@ -58,13 +59,10 @@ def connect(cfg: Config):
         logging.getLogger(name).setLevel(logging.WARNING)
 
     uri = tracking_uri()
-    server = urllib.parse.urlparse(uri)
-    if server.scheme in ("http", "https"):  # fail now, not after MLflow's minutes of request retries
-        port = server.port or (443 if server.scheme == "https" else 80)
-        try:
-            socket.create_connection((server.hostname, port), timeout=10).close()
-        except OSError as err:
-            raise StageError(f"MLflow tracking server {uri} is unreachable: {err.strerror or err}") from None
+    if urllib.parse.urlparse(uri).scheme in ("http", "https"):  # now, not after MLflow's minutes of retries
+        problem = server_problem(uri)
+        if problem:
+            raise StageError(problem)
     try:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
@@ -85,6 +83,40 @@ def connect(cfg: Config):
     except Exception as err:  # MLflow raises many types for an unreachable or read-only store
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise StageError(f"MLflow tracking store {uri} cannot be used: {first}") from None
+
+
+LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # MLflow's own: a basic-auth server's login
+
+
+def server_problem(uri: str) -> str | None:
+    """Why the http(s) tracking server `uri` cannot be used with this environment's login (`LOGIN`),
+    in one line; None when it answers and lets that login read its experiments."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    server = urllib.parse.urlparse(uri)
+    try:
+        socket.create_connection((server.hostname, server.port or (443 if server.scheme == "https" else 80)),
+                                 timeout=10).close()
+    except OSError as err:
+        return f"MLflow tracking server {uri} is unreachable: {err.strerror or err}"
+    user, password = (os.environ.get(name) for name in LOGIN)
+    if user and not password:
+        return f"MLFLOW_TRACKING_USERNAME is set ({user!r}) but MLFLOW_TRACKING_PASSWORD is not"
+    try:
+        answer = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/experiments/search", "GET",
+                              max_retries=0, timeout=30, params={"max_results": 1})
+    except Exception as err:  # requests' and urllib3's many kinds of a broken connection
+        return f"MLflow tracking server {uri} did not answer: {str(err).splitlines()[0][:200]}"
+    if answer.status_code == 401 and not user:
+        return f"MLflow tracking server {uri} asks for a login: set {' and '.join(LOGIN)}"
+    if answer.status_code == 401:
+        return f"MLflow tracking server {uri} refused user {user!r}: wrong user name or password"
+    if answer.status_code == 403:
+        return f"MLflow tracking server {uri} does not let user {user!r} read experiments"
+    if answer.status_code != 200:
+        return f"MLflow tracking server {uri} answered {answer.status_code}: {answer.text.strip()[:200]}"
+    return None
 
 
 def run_list_columns(runs: list[Any], max_params: int = 10) -> list[str]:

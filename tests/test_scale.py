@@ -81,3 +81,4 @@ def test_scale_demo_at_its_smallest(tmp_path):
     assert proc.returncode == 0, f"{stdout[-3000:]}\n{stderr[-3000:]}"
     last = stdout.strip().splitlines()[-1]
     assert last.startswith("scale-demo: passed") and "2 trials on 2 Ray nodes" in last and "nothing left" in last
+    assert "behind basic auth, the model evaluated by runs:/ and models:/" in last
