@@ -27,10 +27,10 @@ seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (p
 $(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC experiment
 	dvc exp run --name $@-$$(date +%H%M%S) $$(cat profiles/$@.args)
 
-# The paper's table: six tasks x seeds 0-2; resumable (python -m stages.benchmark --help; e.g.
+# The paper's table: six tasks x seeds 0-2; resumable (python -m experiments.benchmark --help; e.g.
 # `make benchmark ARGS="-S task=cheetah-run -S seed=0 --parallel 2"`).
 benchmark: $(BIN)/dvc  ## all six DMC tasks x seeds 0, 1, 2 through Ray; rerun to continue, finished trials are skipped
-	$(BIN)/python -m stages.benchmark $(ARGS)
+	$(BIN)/python -m experiments.benchmark $(ARGS)
 
 test: $(BIN)/dvc  ## the whole test suite
 	$(BIN)/python -m pytest -q
@@ -52,7 +52,7 @@ bench: $(BIN)/dvc  ## speed of one train step and one plan
 	$(BIN)/python -m planet.bench --device auto
 
 ui: $(BIN)/dvc  ## the MLflow UI on http://127.0.0.1:5000, opened on this project's training runs
-	$(BIN)/python -m stages.ui
+	$(BIN)/python -m experiments.ui
 
 scale-demo: $(BIN)/dvc  ## as root: PostgreSQL, MLflow server, two Ray nodes, git and DVC remotes on 127.0.0.1, a 2-trial sweep
 	$(BIN)/python scripts/scale_demo.py

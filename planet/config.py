@@ -268,7 +268,7 @@ def schedule_keys() -> list[str]:
 _NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay", "train.exploration_noise",
                  "train.kl_beta", "runtime.threads", "seed", "train.overshoot_depth", "evaluate.horizon"}
 
-# Keys that older params and checkpoints carry for options since removed (docs/experiments.md says
+# Keys that older params and checkpoints carry for options since removed (docs/record/experiments.md says
 # what they showed): accepted at the value the code now always uses, refused otherwise.
 RETIRED_KEYS = {"train.overshoot_reward_scale": 0.0, "planner.sample_states": True}
 

@@ -4,7 +4,7 @@ In temporary folders it brings up a throwaway PostgreSQL, the MLflow server on i
 basic-auth app (artifacts served through the server; users alice and bob made by the admin; no login
 and a wrong password refused), a Ray head node and a second Ray node with token authentication, a bare
 git remote and a local-directory DVC remote. The sweep without a login and with a wrong password stops
-in one line; as alice it runs a two-trial tiny sweep (`python -m stages.sweep -S seed=0,1`) across the
+in one line; as alice it runs a two-trial tiny sweep (`python -m experiments.sweep -S seed=0,1`) across the
 two nodes, then again with `seed=0,1,oops` (two skipped, the third named as failed). Then it checks
 what bob, a teammate, gets:
 
@@ -41,8 +41,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["planet", "stages", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore"]
+PROJECT_FILES = ["planet", "stages", "experiments", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore",
+                 ".dvc/config", ".dvc/.gitignore"]
 # A pipeline small enough for a demo on two CPU cores: 32-px Pendulum, a tiny model, two iterations.
 DEMO_PARAMS = {
     "env.image_size": 32, "data.seed_episodes": 2,
@@ -396,7 +396,7 @@ def demo(tmp: Path, params_file: Path | None, services: Services, env: dict) -> 
     project, git_remote = tmp / "project", tmp / "remote.git"
     make_project(project, params_file, tmp / "dvc-remote", git_remote, env)
     sweep_env = {**env, "MLFLOW_TRACKING_URI": url}
-    sweep = [sys.executable, "-m", "stages.sweep", "-S", "seed=0,1", "--address", address,
+    sweep = [sys.executable, "-m", "experiments.sweep", "-S", "seed=0,1", "--address", address,
              "--report", str(tmp / "sweep.json")]
     say(f"the sweep with no login, then a wrong password: exit 2, {check_refused_sweep(sweep, project, sweep_env)}")
     sweep_env.update(zip(LOGIN, logins["alice"]))  # alice runs the sweep

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from experiments.tracking import TrackingError
 from planet import params
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError
@@ -28,7 +30,7 @@ TRAIN_RUN = Path("runs/train.json")
 KEPT_DIR = Path(".planet/runs")
 FOLDERS = RunFolders(seed=SEED_DIR, replay=REPLAY_DIR, checkpoints=CHECKPOINT_DIR, kept=KEPT_DIR)
 
-USER_ERRORS = (ConfigError, EpisodeError, CheckpointError, NonFiniteError, OSError)
+USER_ERRORS = (ConfigError, EpisodeError, CheckpointError, NonFiniteError, TrackingError, OSError)
 
 
 class StageError(RuntimeError):
@@ -100,6 +102,11 @@ def progress_bar(**kwargs: Any):
 def load_params(path: Path = PARAMS) -> Config:
     """params.yaml -> validated Config (`planet.params.load_params`)."""
     return params.load_params(path)
+
+
+def train_run_id() -> str:
+    """The MLflow run the train stage logged to (evaluate and dream log beside it)."""
+    return json.loads(TRAIN_RUN.read_text())["run_id"]
 
 
 def setup_torch(cfg: Config) -> torch.device:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
+from experiments import tracking
 from planet.dream import write_dreams
 from planet.fileio import write_csv, write_json
 from planet.replay import episode_paths, load_episode
-from stages import tracking
-from stages.common import REPLAY_DIR, entry_point, load_model, load_params, setup_torch
+from stages.common import REPLAY_DIR, entry_point, load_model, load_params, setup_torch, train_run_id
 
 OUT = Path("dream")
 
@@ -34,7 +34,8 @@ def main() -> None:
     write_csv("plots/dream_reward.csv", report.rewards)
     write_json("metrics/dream.json", report.metrics)
 
-    with tracking.closing_run(client, tracking.run_for_stage(client, experiment_id, cfg, "dream")) as run_id:
+    run_id = tracking.run_for_stage(client, experiment_id, cfg, "dream", train_run_id())
+    with tracking.closing_run(client, run_id):
         tracking.log_metrics(client, run_id, {f"dream/{k}": v for k, v in report.metrics.items()},
                              trained.progress.env_steps)
         client.log_artifacts(run_id, str(OUT), "dream")

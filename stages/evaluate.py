@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from experiments import tracking
 from planet.envs import episode_steps
 from planet.evaluation import evaluate, evaluation_seeds
 from planet.fileio import write_json
 from planet.video import upscale, write_gif, write_mp4
-from stages import tracking
-from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch
+from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch, train_run_id
 
 
 @entry_point
@@ -30,7 +30,8 @@ def main() -> None:
     write_mp4("videos/eval.mp4", upscale(episodes[0].obs, 4), fps=15)
     write_gif("plots/eval.gif", upscale(episodes[0].obs, 4), fps=15)
 
-    with tracking.closing_run(client, tracking.run_for_stage(client, experiment_id, params, "evaluate")) as run_id:
+    run_id = tracking.run_for_stage(client, experiment_id, params, "evaluate", train_run_id())
+    with tracking.closing_run(client, run_id):
         tracking.log_metrics(client, run_id, {"eval/return_mean": metrics["return_mean"],
                                               "eval/return_std": metrics["return_std"],
                                               **{f"eval/return_ep{i}": r for i, r in enumerate(returns)}},

@@ -2,16 +2,16 @@
 logged to MLflow, with DVC's outputs: the model, the curves, the metrics.
 
 Rerun, it resumes from the newest checkpoint of these settings; changed settings that shape training
-keep the earlier run aside (`python -m stages.runs` lists kept runs)."""
+keep the earlier run aside (`python -m experiments.runs` lists kept runs)."""
 from __future__ import annotations
 
+from experiments import tracking
 from planet.checkpoint import Checkpoint, TrainProgress, write_checkpoint
 from planet.device import keep_freed_memory, resolve_device
 from planet.fileio import write_csv, write_json
 from planet.plots import plot_training
 from planet.replay import episode_paths
 from planet.run import TrainingRun, iteration_line
-from stages import tracking
 from stages.common import (
     FOLDERS,
     MODEL_PATH,
@@ -42,7 +42,7 @@ def main() -> None:
         raise StageError(f"{SEED_DIR}/ holds no episodes; run the seed stage first (dvc repro)")
     run = TrainingRun(params, FOLDERS, device, say)
     if run.set_aside is not None:
-        say("`python -m stages.runs` lists kept runs")
+        say("`python -m experiments.runs` lists kept runs")
     progress = run.progress
     progress.run_id = tracking.start_train_run(client, experiment_id, params,
                                                tracking.run_tags(run.cfg, device, run.fingerprint), progress.run_id)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_pipeline import commit_all, make_project
 
-from stages.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
+from experiments.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def benchmark(project: Path, folder: Path) -> subprocess.Popen:
     # A token of the test's own: otherwise the local cluster writes one to ~/.ray/auth_token, and every
     # later `ray start` on this machine turns token authentication on.
     env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    return subprocess.Popen([sys.executable, "-m", "stages.benchmark", "-S", "task=tiny", "-S", "seed=0",
+    return subprocess.Popen([sys.executable, "-m", "experiments.benchmark", "-S", "task=tiny", "-S", "seed=0",
                              "--dir", str(folder), "--every", "2"], cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

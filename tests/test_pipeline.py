@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-COPY = ["planet", "stages", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/.gitignore"]
+COPY = ["planet", "stages", "experiments", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
+        ".dvc/.gitignore"]
 ITERATIONS = 3
 
 
@@ -275,10 +276,10 @@ def test_git_checkout_and_dvc_checkout_restore_a_runs_data_and_model(project):
 
 def test_make_ui_announces_the_training_runs_with_what_differs(project):
     """`make ui` saves the run list's view (the params that differ, the returns) and prints its address."""
-    from stages import tracking
+    from experiments import tracking
 
     port = free_port()
-    ui = subprocess.Popen([sys.executable, "-m", "stages.ui"], cwd=project, stdout=subprocess.PIPE, text=True,
+    ui = subprocess.Popen([sys.executable, "-m", "experiments.ui"], cwd=project, stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "MLFLOW_UI_PORT": str(port), "PYTHONPATH": str(project)},
                           start_new_session=True)
     try:

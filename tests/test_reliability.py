@@ -229,7 +229,7 @@ def test_changed_settings_keep_the_earlier_run_and_changing_back_resumes_it(tmp_
     out = run(["dvc", "repro"], project)
     kept_line = [line for line in out.stdout.splitlines() if "kept it in" in line]
     assert len(kept_line) == 1 and kept_line[0].startswith("train: train.lr changed since the run in checkpoints/")
-    listing = run([sys.executable, "-m", "stages.runs"], project).stdout
+    listing = run([sys.executable, "-m", "experiments.runs"], project).stdout
     assert "train.lr" in listing and "Pendulum-v1" in listing
     params_path.write_text(original)
     out = run(["dvc", "repro"], project)
@@ -238,9 +238,9 @@ def test_changed_settings_keep_the_earlier_run_and_changing_back_resumes_it(tmp_
     assert sorted(p.name for p in (project / "checkpoints").iterdir()) == checkpoints
     # The second run (lr 0.002) is kept now; removing it by id frees its folder.
     (kept,) = [p.name for p in (project / ".planet/runs").iterdir()]
-    out = run([sys.executable, "-m", "stages.runs", "--remove", kept], project)
+    out = run([sys.executable, "-m", "experiments.runs", "--remove", kept], project)
     assert f"removed kept run {kept}" in out.stdout and not (project / ".planet/runs" / kept).exists()
-    bad = run([sys.executable, "-m", "stages.runs", "--remove", "nosuch"], project, check=False)
+    bad = run([sys.executable, "-m", "experiments.runs", "--remove", "nosuch"], project, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: no kept run nosuch")
 
 

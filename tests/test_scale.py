@@ -15,8 +15,8 @@ import pytest
 import yaml
 from test_pipeline import ROOT, tiny_params
 
-from stages import sweep
-from stages.sweep import SweepConfig, SweepError, make_trials, parse_setting
+from experiments import sweep
+from experiments.sweep import SweepConfig, SweepError, make_trials, parse_setting
 
 
 def load_demo():

@@ -1,4 +1,4 @@
-"""The helper scripts behind the experiment record (docs/experiments.md)."""
+"""The helper scripts behind the experiment record (docs/record/experiments.md)."""
 import importlib.util
 import json
 import subprocess

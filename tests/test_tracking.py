@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from stages.tracking import RUN_LIST_METRICS, run_list_columns
+from experiments.tracking import RUN_LIST_METRICS, run_list_columns
 
 
 def training_run(**params: str) -> SimpleNamespace:

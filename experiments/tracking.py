@@ -24,7 +24,6 @@ from typing import Any
 import torch
 
 from planet.config import Config, load_config, schedule_keys
-from stages.common import TRAIN_RUN, StageError
 
 # The UI opens an experiment of this kind on its runs table, not on the GenAI (traces) view.
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -33,6 +32,10 @@ EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_develop
 SHARED_VIEW_PREFIX, RUN_LIST_VIEW = "mlflow.sharedViewState.", "planet-runs"
 RUN_LIST_METRICS = ("eval/return_mean", "eval/return_std", "collect_return", "env_steps", "wall_time_s")
 ALWAYS_SHOWN_PARAMS = ("env.id", "seed")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used: one line for the user, no traceback."""
 
 
 def project_root(cwd: Path | None = None) -> Path:
@@ -62,7 +65,7 @@ def connect(cfg: Config):
     if urllib.parse.urlparse(uri).scheme in ("http", "https"):  # now, not after MLflow's minutes of retries
         problem = server_problem(uri)
         if problem:
-            raise StageError(problem)
+            raise TrackingError(problem)
     try:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
@@ -82,7 +85,7 @@ def connect(cfg: Config):
         return client, experiment.experiment_id
     except Exception as err:  # MLflow raises many types for an unreachable or read-only store
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise StageError(f"MLflow tracking store {uri} cannot be used: {first}") from None
+        raise TrackingError(f"MLflow tracking store {uri} cannot be used: {first}") from None
 
 
 LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")  # MLflow's own: a basic-auth server's login
@@ -189,12 +192,11 @@ def start_train_run(client, experiment_id: str, cfg: Config, tags: dict[str, str
     return run.info.run_id
 
 
-def run_for_stage(client, experiment_id: str, cfg: Config, stage: str) -> str:
-    """The training run named in runs/train.json if its params equal these; else a new child run that
+def run_for_stage(client, experiment_id: str, cfg: Config, stage: str, train_run_id: str) -> str:
+    """The training run `train_run_id` if its params equal these; else a new child run that
     carries the full params (`mlflow.parentRunId`), so changed evaluate/dream/planner settings compare too.
     Schedule keys do not count: a run continued to more iterations is still the same run (its params
     keep the values it started with, as MLflow params cannot change)."""
-    train_run_id = json.loads(TRAIN_RUN.read_text())["run_id"]
     train_run = client.get_run(train_run_id)
     flat = {k: str(v) for k, v in cfg.flat().items()}
     schedule = schedule_keys()
@@ -232,7 +234,7 @@ MODEL_ARTIFACT = "model"  # runs:/<run_id>/model
 
 
 def log_model(run_id: str, model_path: Path, config: dict[str, Any]) -> str:
-    """The trained model as the run's MLflow model (`stages/mlflow_model.py`): the model file, the
+    """The trained model as the run's MLflow model (`experiments/mlflow_model.py`): the model file, the
     `planet` package that loads it, the env id and the resolved config beside it -> its model id."""
     import logging
 
@@ -245,7 +247,7 @@ def log_model(run_id: str, model_path: Path, config: dict[str, Any]) -> str:
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # frames in, actions out: no signature to infer
         info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT, python_model=str(root / "stages/mlflow_model.py"),
+            name=MODEL_ARTIFACT, python_model=str(root / "experiments/mlflow_model.py"),
             artifacts={"model": str(model_path)}, code_paths=[str(root / "planet")],
             pip_requirements=[f"torch=={torch.__version__}", f"mlflow=={mlflow.__version__}", "gymnasium", "numpy"],
             metadata={"env_id": config["env"]["id"], "config": config}, tags={"env.id": config["env"]["id"]},

@@ -1,6 +1,6 @@
 """A sweep across machines: one DVC experiment per combination of `-S` values, each run as a Ray task.
 
-    MLFLOW_TRACKING_URI=http://tracking-host:5000 python -m stages.sweep -S seed=0,1,2 -S env.id=A,B
+    MLFLOW_TRACKING_URI=http://tracking-host:5000 python -m experiments.sweep -S seed=0,1,2 -S env.id=A,B
 
 Ray only places the trials; DVC, git and MLflow keep the record. Each trial, on the node Ray gives it:
 
@@ -179,7 +179,7 @@ def check_tracking() -> str:
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise SweepError(f"set MLFLOW_TRACKING_URI to the team's MLflow server (http://host:port), got {uri!r}")
-    from stages.tracking import server_problem
+    from experiments.tracking import server_problem
 
     problem = server_problem(uri)  # every trial would fail on it
     if problem:
@@ -268,7 +268,7 @@ def sweep(cfg: SweepConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.sweep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.sweep", description=__doc__.split("\n")[0])
     parser.add_argument("-S", dest="settings", action="append", default=[], metavar="KEY=V1,V2",
                         help="a params.yaml key and its values; every combination is one trial")
     parser.add_argument("--address", default="auto", help="the Ray cluster (default: auto)")

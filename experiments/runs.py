@@ -1,8 +1,8 @@
 """Kept training runs (`planet.kept`): where `train` sets a run aside, instead of deleting it, when
 settings that shape training change. Changing the settings back takes the run back and resumes it.
 
-    python -m stages.runs                   # list kept runs: id, iterations, env, size, what differs
-    python -m stages.runs --remove ID ...   # delete the named kept runs
+    python -m experiments.runs                   # list kept runs: id, iterations, env, size, what differs
+    python -m experiments.runs --remove ID ...   # delete the named kept runs
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from stages.common import KEPT_DIR, StageError, entry_point
 
 @entry_point
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.runs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.runs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--remove", nargs="+", metavar="ID", help="delete these kept runs")
     args = parser.parse_args()
     runs = kept_runs(KEPT_DIR)
@@ -23,7 +23,8 @@ def main() -> None:
         known = {run_id for run_id, _, _ in runs}
         unknown = [run_id for run_id in args.remove if run_id not in known]
         if unknown:
-            raise StageError(f"no kept run {', '.join(unknown)} in {KEPT_DIR}/ (`python -m stages.runs` lists them)")
+            raise StageError(f"no kept run {', '.join(unknown)} in {KEPT_DIR}/ "
+                             "(`python -m experiments.runs` lists them)")
         for run_id in args.remove:
             shutil.rmtree(KEPT_DIR / run_id)
             print(f"removed kept run {run_id}")

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 
-from stages import tracking
+from experiments import tracking
 from stages.common import entry_point, load_params
 
 PORT = os.environ.get("MLFLOW_UI_PORT", "5000")

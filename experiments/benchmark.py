@@ -1,6 +1,6 @@
 """`make benchmark`: the paper's DeepMind Control Suite tasks x seeds, as DVC experiments placed by Ray.
 
-    python -m stages.benchmark [-S task=cheetah-run,walker-walk] [-S seed=0,1,2] [--parallel 1]
+    python -m experiments.benchmark [-S task=cheetah-run,walker-walk] [-S seed=0,1,2] [--parallel 1]
 
 Each trial is `dvc exp run --name dmc-<task>-seed<N> $(cat profiles/<task>.args) -S seed=N
 -S runtime.threads=T`, run in its own working copy `<benchmark dir>/dmc-<task>-seed<N>/`, a clone of
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from stages.sweep import error_line, print_summary
+from experiments.sweep import error_line, print_summary
 
 TASKS = ("cartpole-swingup", "reacher-easy", "cheetah-run", "finger-spin", "cup-catch", "walker-walk")
 SEEDS = ("0", "1", "2")
@@ -286,7 +286,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("-S", dest="select", action="append", default=[], metavar="task=A,B|seed=0,1",
                         help="tasks and seeds to run (default: all six tasks, seeds 0, 1, 2)")
     parser.add_argument("--dir", default=os.environ.get("PLANET_BENCHMARK_DIR", "../planet-benchmark"),
