@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 DMC_TASKS := cartpole-swingup reacher-easy cheetah-run finger-spin cup-catch walker-walk
 
-.PHONY: repro quick seed-baseline test lint bench ui scale-demo mutation benchmark gpu-check $(DMC_TASKS)
+.PHONY: repro quick notebook-baseline test lint bench ui scale-demo mutation benchmark gpu-check $(DMC_TASKS)
 
 $(BIN)/dvc: requirements.txt requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,8 +20,8 @@ repro: $(BIN)/dvc  ## run the whole pipeline with params.yaml
 quick: $(BIN)/dvc  ## a smoke run of the same pipeline (about 7 min on 2 CPU cores), as a DVC experiment
 	dvc exp run --name quick-$$(date +%H%M%S) $$(cat profiles/quick.args)
 
-seed-baseline: $(BIN)/dvc  ## the seed notebook's Config, as a DVC experiment (profiles/seed.args)
-	dvc exp run --name seed-config-$$(date +%H%M%S) $$(cat profiles/seed.args)
+notebook-baseline: $(BIN)/dvc  ## the tutorial notebook's Config, as a DVC experiment (profiles/notebook.args)
+	dvc exp run --name notebook-config-$$(date +%H%M%S) $$(cat profiles/notebook.args)
 
 # The paper's six DeepMind Control Suite tasks, 100k env steps each (profiles/<task>.args).
 $(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC experiment
@@ -45,7 +45,7 @@ mutation: $(BIN)/dvc  ## mutate planet/'s core modules, run their tests on each 
 lint: $(BIN)/dvc
 	$(BIN)/ruff check .
 
-gpu-check: $(BIN)/dvc  ## on a CUDA GPU: device tests, speed at the seed's and the paper's sizes, cartpole phases (OUT=folder)
+gpu-check: $(BIN)/dvc  ## on a CUDA GPU: device tests, speed at the notebook's and the paper's sizes, cartpole phases (OUT=folder)
 	$(BIN)/python scripts/gpu_check.py --out $(or $(OUT),gpu-check)
 
 bench: $(BIN)/dvc  ## speed of one train step and one plan

@@ -1,10 +1,11 @@
-"""Benchmark: time one train step and one CEM plan with the seed's sizes (`python -m planet.bench`).
+"""Benchmark: time one train step and one CEM plan at the notebook's sizes (`python -m planet.bench`).
 
 Flags: [--device cpu] [--precision auto|fp32|bf16] [--repeats 5] [--no-compile] [--no-pack]
 [--no-keep-freed-memory] [--plain]. `--plain` turns every speed-up off: the in-repository baseline.
 
 Prints one JSON line with the same keys as ../shared/bench/seed_timing.py: one train step at batch
-16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, with the seed's sizes.
+16 x seq 25 with overshooting depth 5, and one CEM plan at 1000 x 12 x 10, at the notebook's sizes
+(`planet.notebook`).
 Medians over `--repeats` after warm-up. A benchmark, not a test: machines are noisy.
 """
 from __future__ import annotations
@@ -17,17 +18,14 @@ from collections.abc import Callable
 
 import torch
 
-from planet.config import ModelConfig, PlannerConfig, TrainConfig
 from planet.device import keep_freed_memory, resolve_device, resolve_precision
 from planet.loss import TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel, parameter_count
+from planet.notebook import notebook_config
 from planet.planner import Planner
 
-# The seed notebook's sizes, which the timings are defined on (the code defaults are the learning config).
-SEED_MODEL = ModelConfig(decoder_output="sigmoid")
-SEED_TRAIN = TrainConfig(overshoot_beta=0.1, overshoot_depth=5, kl_beta=0.1, free_nats=0.0, reward_scale=1.0,
-                         lr=1e-4, adam_eps=1e-8, weight_decay=0.01, grad_clip=100.0, bit_depth=8)
-SEED_PLANNER = PlannerConfig(candidates=1000, top_k=100, horizon=12, iterations=10, warm_start=False)
+# The notebook's sizes, which the timings are defined on (the code defaults are the learning config).
+NOTEBOOK = notebook_config()
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
@@ -75,10 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
 
-    model = WorldModel(SEED_MODEL, action_size=1, image_size=64).to(device)
-    train_cfg = SEED_TRAIN
+    model = WorldModel(NOTEBOOK.model, action_size=1, image_size=64).to(device)
+    train_cfg = NOTEBOOK.train
     optimizer = make_optimizer(model, train_cfg)
-    steps, batch_size = 25, 16
+    steps, batch_size = NOTEBOOK.train.seq_len, NOTEBOOK.train.batch_size  # 25, 16
     batch = TensorBatch(
         obs=torch.randint(0, 256, (steps, batch_size, 64, 64, 3), dtype=torch.uint8, device=device),
         action=torch.rand(steps, batch_size, 1, device=device) * 2 - 1,
@@ -87,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, precision),
                          device, args.repeats)
 
-    planner = Planner(model, SEED_PLANNER, precision=precision, compile=args.compile, pack=args.pack)
+    planner = Planner(model, NOTEBOOK.planner, precision=precision, compile=args.compile, pack=args.pack)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
     print(json.dumps({

@@ -3,8 +3,8 @@
 Every knob has a one-line docstring. `load_config(raw_dict)` checks types, ranges, unknown keys
 (with a did-you-mean hint) and cross-field rules, and raises `ConfigError` with one line that names
 the key. Defaults are the committed learning configuration (`params.yaml`, which learns Pendulum-v1 on
-a 2-core CPU); where the seed notebook's `Config` differs, the field says `seed: ...`, and
-`profiles/seed.args` sets them all back.
+a 2-core CPU); where the tutorial notebook's `Config` differs, `planet.notebook` holds its values
+and `profiles/notebook.args` sets them all back.
 """
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ class EnvConfig:
     image_size: int = 64
     """Observations are image_size x image_size x 3 uint8; a multiple of 16 (four stride-2 convs)."""
     action_repeat: int = 4
-    """Each planner action is applied this many times; rewards are summed (paper Sec. 5). seed: 1."""
+    """Each planner action is applied this many times; rewards are summed (paper Sec. 5)."""
     crop: float = 0.55
-    """Central fraction of the rendered frame kept before resizing (camera framing); 1 keeps it all.
-    seed: 1.0 (Pendulum's rod then covers too few pixels)."""
+    """Central fraction of the rendered frame kept before resizing (camera framing); 1 keeps it all
+    (the notebook does; Pendulum's rod then covers too few pixels)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    network: Literal["seed", "paper"] = "seed"
-    """Conv stacks and GRU input. `seed`: the notebook's (padded convs, a linear layer to `embed_size`,
-    [s, a] straight into the GRU; 7,310,436 parameters at its sizes). `paper`: the official code's
+    network: Literal["notebook", "paper"] = "notebook"
+    """Conv stacks and GRU input. `notebook`: the tutorial notebook's (padded convs, a linear layer to
+    `embed_size`, [s, a] straight into the GRU; 7,310,436 parameters at its sizes). `paper`: the official code's
     (four unpadded 4x4 stride-2 convs whose 2x2x8d output is the embedding, a decoder from a 1x1 map
     through transposed convs of kernels 5, 5, 6, 6, and a linear + ReLU embedding of [s, a] of width
     `hidden_size` before the GRU); needs `env.image_size: 64` and `embed_size` = 32 * `cnn_depth`."""
@@ -72,7 +72,7 @@ class ModelConfig:
     min_std: float = 0.1
     """Floor added to softplus(std) of prior and posterior."""
     decoder_output: Literal["sigmoid", "linear"] = "linear"
-    """The decoder's last activation (seed: sigmoid). `sigmoid` (the seed) can saturate: once the logits of the
+    """The decoder's last activation. `sigmoid` (the notebook's) can saturate: once the logits of the
     background grow large, no gradient reaches the pixels of small objects. `linear` (the paper's
     official code: the mean of a unit Gaussian) cannot."""
 
@@ -80,39 +80,39 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     iterations: int = field(default=95, metadata=SCHEDULE)
-    """Outer loop: train, then collect (seed: 100). 5 seed + 95 collected Pendulum episodes = 20,000 env steps."""
+    """Outer loop: train, then collect. 5 seed + 95 collected Pendulum episodes = 20,000 env steps."""
     steps_per_iteration: int = 75
-    """Gradient steps per iteration (seed: 50)."""
+    """Gradient steps per iteration."""
     batch_size: int = 16
     """Sequences per gradient step."""
     seq_len: int = 32
-    """Steps per training sequence (never crosses an episode boundary; seed: 25)."""
+    """Steps per training sequence (never crosses an episode boundary)."""
     lr: float = 1e-3
-    """Adam(W) learning rate (seed: 1e-4)."""
+    """Adam(W) learning rate."""
     adam_eps: float = 1e-4
-    """Adam epsilon (the official code's; seed: 1e-8)."""
+    """Adam epsilon (the official code's)."""
     weight_decay: float = 0.0
-    """AdamW weight decay; 0 gives plain Adam (seed: torch's AdamW default, 0.01)."""
+    """AdamW weight decay; 0 gives plain Adam."""
     grad_clip: float = 1000.0
-    """Gradient norm clip (the official code's; seed: 100)."""
+    """Gradient norm clip (the official code's)."""
     collect_episodes: int = 1
     """Planner episodes collected per iteration."""
     exploration_noise: float = 0.3
     """Std of Gaussian noise added to planner actions while collecting."""
     free_nats: float = 3.0
-    """KL below this many nats per time step is not penalised (the official code's; seed: 0)."""
+    """KL below this many nats per time step is not penalised (the official code's)."""
     kl_beta: float = 1.0
-    """Weight of KL[q || p] (the official code's; seed: 0.1)."""
+    """Weight of KL[q || p] (the official code's)."""
     overshoot_beta: float = 0.0
-    """Weight of the latent-overshooting KL; 0 turns it off (seed: 0.1)."""
+    """Weight of the latent-overshooting KL; 0 turns it off."""
     overshoot_depth: int = 5
     """Overshooting distance D."""
     reward_scale: float = 10.0
-    """Weight of the reward MSE (the official code's; seed: 1)."""
+    """Weight of the reward MSE (the official code's)."""
     bit_depth: int = 5
-    """Observation bit depth; below 8 adds uniform dequantisation noise (the official code's; seed: 8)."""
+    """Observation bit depth; below 8 adds uniform dequantisation noise (the official code's)."""
     checkpoint_every: int = field(default=5, metadata=SCHEDULE)
-    """Iterations between checkpoints (seed: 10)."""
+    """Iterations between checkpoints."""
     keep_checkpoints: int = field(default=5, metadata=SCHEDULE)
     """Newest checkpoints kept on disk."""
 
@@ -120,25 +120,25 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PlannerConfig:
     candidates: int = 500
-    """Action sequences sampled per CEM iteration (seed: 1000)."""
+    """Action sequences sampled per CEM iteration."""
     top_k: int = 50
-    """Elite sequences the Gaussian is refit to (seed: 100)."""
+    """Elite sequences the Gaussian is refit to."""
     horizon: int = 12
     """Planning horizon in (repeated) actions."""
     iterations: int = 8
-    """CEM refinement iterations (seed: 10)."""
+    """CEM refinement iterations."""
     warm_start: bool = True
     """Start each plan from the previous step's refit mean shifted by one step (zero appended)
-    instead of from zero; the std still starts at 1. Off in the paper (seed: false)."""
+    instead of from zero; the std still starts at 1. Off in the paper."""
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     episodes: int = 10
-    """Evaluation episodes, run side by side, each with its own fixed env seed (seed: 5)."""
+    """Evaluation episodes, run side by side, each with its own fixed env seed."""
     horizon: int = 6
     """Planning horizon when evaluating; 0 plans as far ahead as collection does (`planner.horizon`).
-    seed: 0; on Pendulum the learned model's long-range predictions mislead the search."""
+    On Pendulum the learned model's long-range predictions mislead the search."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +271,8 @@ _NON_NEGATIVE = {"train.free_nats", "train.overshoot_beta", "train.weight_decay"
 # Keys that older params and checkpoints carry for options since removed (docs/record/experiments.md says
 # what they showed): accepted at the value the code now always uses, refused otherwise.
 RETIRED_KEYS = {"train.overshoot_reward_scale": 0.0, "planner.sample_states": True}
+# Values that older params and checkpoints carry under an earlier name: read as today's.
+RENAMED_VALUES = {"model.network": {"seed": "notebook"}}
 
 
 def _check_value(key: str, hint: Any, value: Any) -> Any:
@@ -334,7 +336,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, raw[name], f"{prefix}{name}.")
         else:
-            kwargs[name] = _check_value(f"{prefix}{name}", hint, raw[name])
+            value = raw[name]
+            if isinstance(value, str):
+                value = RENAMED_VALUES.get(f"{prefix}{name}", {}).get(value, value)
+            kwargs[name] = _check_value(f"{prefix}{name}", hint, value)
     return cls(**kwargs)
 
 

@@ -6,7 +6,7 @@ stochastic latent s_t (Kaixhin/PlaNet's vocabulary):
     h_t = GRU([s_{t-1}, a_{t-1}], h_{t-1})      prior      p(s_t | h_t)
                                                  posterior  q(s_t | h_t, e_t),  e_t = enc(o_t)
 
-Sizes follow the seed's module table; with its config the model has exactly 7,310,436 parameters.
+Sizes follow the notebook's module table; with its config the model has exactly 7,310,436 parameters.
 Two speed-ups keep that parameter layout: the encoder, decoder, prior and reward head run once over
 all T*B frames, and the posterior's first layer is split so its embedding half is one big matmul
 outside the scan; only h-dependent work stays inside the time loop.
@@ -53,15 +53,16 @@ def conv_out_size(image_size: int) -> int:
 
 
 class Encoder(nn.Module):
-    """(N, S, S, 3) in [0, 1] -> (N, E). Four 4x4 stride-2 convs; the seed's are padded and end in a
+    """(N, S, S, 3) in [0, 1] -> (N, E). Four 4x4 stride-2 convs; the notebook's are padded and end in a
     linear layer to E, the paper's are not padded and their 2x2x8d output (64x64 frames) is E."""
 
     def __init__(self, cfg: ModelConfig, image_size: int):
         super().__init__()
-        d, padding = cfg.cnn_depth, 1 if cfg.network == "seed" else 0
+        d, padding = cfg.cnn_depth, 1 if cfg.network == "notebook" else 0
         self.convs = nn.ModuleList([nn.Conv2d(c_in, c_out, 4, 2, padding)
                                     for c_in, c_out in [(3, d), (d, 2 * d), (2 * d, 4 * d), (4 * d, 8 * d)]])
-        self.fc = nn.Linear(8 * d * conv_out_size(image_size) ** 2, cfg.embed_size) if cfg.network == "seed" else None
+        flat = 8 * d * conv_out_size(image_size) ** 2
+        self.fc = nn.Linear(flat, cfg.embed_size) if cfg.network == "notebook" else None
 
     def forward(self, obs: Tensor) -> Tensor:
         hidden = obs.permute(0, 3, 1, 2)  # (N, 3, S, S), channels-last in memory, which oneDNN prefers
@@ -72,8 +73,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(N, H+Z) -> (N, S, S, 3), pixels in [0, 1], then a sigmoid (the seed) or nothing (the paper),
-    `cfg.decoder_output`. The seed's: a linear layer and ReLU to an s x s x 8d map, then the encoder
+    """(N, H+Z) -> (N, S, S, 3), pixels in [0, 1], then a sigmoid (the notebook) or nothing (the paper),
+    `cfg.decoder_output`. The notebook's: a linear layer and ReLU to an s x s x 8d map, then the encoder
     mirrored with transposed convs. The paper's: a linear layer to a 1x1x32d map, then transposed
     convs of kernels 5, 5, 6, 6, stride 2 (1 -> 5 -> 13 -> 30 -> 64)."""
 
@@ -82,7 +83,7 @@ class Decoder(nn.Module):
         d = cfg.cnn_depth
         features = cfg.belief_size + cfg.state_size
         self.squash = cfg.decoder_output == "sigmoid"
-        if cfg.network == "seed":
+        if cfg.network == "notebook":
             self.side, self.fc_relu = conv_out_size(image_size), True
             self.fc = nn.Linear(features, 8 * d * self.side**2)
             layers = [(8 * d, 4 * d, 4, 1), (4 * d, 2 * d, 4, 1), (2 * d, d, 4, 1), (d, 3, 4, 1)]
@@ -117,7 +118,7 @@ class RewardHead(nn.Module):
 
 
 def positive_std(raw: Tensor, min_std: float) -> Tensor:
-    """The seed's std: softplus with a floor, so no Gaussian collapses."""
+    """The notebook's std: softplus with a floor, so no Gaussian collapses."""
     return F.softplus(raw) + min_std
 
 
@@ -140,7 +141,7 @@ class RSSM(nn.Module):
     def __init__(self, cfg: ModelConfig, action_size: int):
         super().__init__()
         self.cfg = cfg
-        # The paper's network embeds [s, a] (linear + ReLU) before the GRU; the seed's feeds it raw.
+        # The paper's network embeds [s, a] (linear + ReLU) before the GRU; the notebook's feeds it raw.
         self.input_embed = nn.Linear(cfg.state_size + action_size, cfg.hidden_size) if cfg.network == "paper" else None
         gru_input = cfg.hidden_size if self.input_embed is not None else cfg.state_size + action_size
         self.gru = nn.GRUCell(gru_input, cfg.belief_size)

@@ -4,7 +4,7 @@
 
 1. the environment: Python, torch, CUDA, the GPU and its memory;
 2. the engine's device-parametrised tests on CUDA (`pytest -m device -k cuda`);
-3. one train step and one CEM plan (`planet.bench`'s timing) at the seed's sizes and at the paper's
+3. one train step and one CEM plan (`planet.bench`'s timing) at the notebook's sizes and at the paper's
    full configuration (the paper network, cnn_depth 32, batch 50 x 50, CEM 1000/100/10, horizon 12),
    fp32 and bf16, compiled and not;
 4. a few iterations of DMC cartpole swingup at the paper's configuration on the GPU (100 gradient
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planet.agent import run_episodes  # noqa: E402
-from planet.bench import median_ms  # noqa: E402
+from planet.bench import NOTEBOOK, median_ms  # noqa: E402
 from planet.config import Config, EnvConfig, ModelConfig, PlannerConfig, RuntimeConfig, TrainConfig  # noqa: E402
 from planet.envs import PixelEnv, episode_seed  # noqa: E402
 from planet.evaluation import evaluate  # noqa: E402
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     report["tests"] = device_tests(device)
     print(f"device tests: {report['tests']['summary']}", flush=True)
     sizes = [("tiny", TINY_MODEL, TINY_PLANNER, 8, 4, 32)] if dry else [
-        ("seed", ModelConfig(), PlannerConfig(candidates=1000, top_k=100, horizon=12, iterations=10), 25, 16, 64),
+        ("notebook", NOTEBOOK.model, NOTEBOOK.planner, NOTEBOOK.train.seq_len, NOTEBOOK.train.batch_size, 64),
         ("paper", PAPER_MODEL, PAPER_PLANNER, 50, 50, 64)]
     report["bench"] = []
     for name, model_cfg, planner_cfg, steps, batch, image in sizes:

@@ -6,7 +6,7 @@ from planet.config import ModelConfig
 from planet.model import WorldModel, parameter_count
 
 
-def test_seed_sizes_give_the_seed_parameter_count():
+def test_the_notebooks_sizes_give_its_parameter_count():
     assert parameter_count(WorldModel(ModelConfig(), action_size=1, image_size=64)) == 7_310_436
 
 

@@ -18,7 +18,7 @@ def random_model(cfg: ModelConfig) -> WorldModel:
     return model
 
 
-@pytest.mark.parametrize("size", ["tiny", "seed"])
+@pytest.mark.parametrize("size", ["tiny", "notebook"])
 def test_a_packed_step_is_the_models_step_in_bf16(tiny_model_cfg, size):
     model = random_model(tiny_model_cfg if size == "tiny" else ModelConfig())
     rows, cfg = 64, model.cfg

@@ -1,11 +1,15 @@
 """Every `-S key=value` profile in profiles/ names real keys and yields a valid config."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from planet import bench
 from planet.config import Config, load_config
+from planet.model import WorldModel, parameter_count
+from planet.notebook import NOTEBOOK, notebook_config
 from planet.params import read_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,27 +37,44 @@ def test_profile_is_valid(profile):
     assert isinstance(cfg, Config)
 
 
-# The seed notebook's `Config`, where it differs from ours (its README calls these the contract).
-SEED = {"env.action_repeat": 1, "env.crop": 1.0, "model.decoder_output": "sigmoid", "train.iterations": 100,
-        "train.steps_per_iteration": 50, "train.seq_len": 25, "train.lr": 1e-4, "train.adam_eps": 1e-8,
-        "train.weight_decay": 0.01, "train.grad_clip": 100.0, "train.free_nats": 0.0, "train.kl_beta": 0.1,
-        "train.overshoot_beta": 0.1, "train.reward_scale": 1.0, "train.bit_depth": 8, "train.checkpoint_every": 10,
-        "planner.candidates": 1000, "planner.top_k": 100, "planner.iterations": 10, "planner.warm_start": False,
-        "evaluate.episodes": 5, "evaluate.horizon": 0}
-
-
 def test_code_defaults_are_the_committed_params():
     params = load_config(read_params((ROOT / "params.yaml").read_text()))
     assert params == Config()
 
 
-def test_seed_profile_restores_the_seed_config():
-    """profiles/seed.args turns the defaults into the seed notebook's Config, and nothing else."""
+def test_the_notebook_profile_restores_the_notebooks_config_and_nothing_else():
     params = read_params((ROOT / "params.yaml").read_text())
-    cfg = load_config(apply_overrides(params, (ROOT / "profiles/seed.args").read_text())).flat()
+    cfg = load_config(apply_overrides(params, (ROOT / "profiles/notebook.args").read_text())).flat()
     ours = Config().flat()
     changed = {key: value for key, value in cfg.items() if value != ours[key]}
-    assert changed == SEED
+    assert changed == NOTEBOOK
+    assert load_config(apply_overrides(read_params((ROOT / "params.yaml").read_text()),
+                                       (ROOT / "profiles/notebook.args").read_text())) == notebook_config()
+
+
+def test_params_yaml_marks_exactly_the_notebooks_values():
+    """Each `key: value  # notebook: X` comment in params.yaml is the notebook's value of that key."""
+    marked, section = {}, ""
+    for line in (ROOT / "params.yaml").read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            section = line.split(":")[0]
+        found = re.match(r"\s+(\w+): .*# notebook: ([^ ;(]+)", line)
+        if found:
+            marked[f"{section}.{found[1]}"] = read_params(found[2])
+    assert marked == NOTEBOOK
+
+
+def test_the_bench_times_the_notebooks_sizes():
+    assert bench.NOTEBOOK == notebook_config()
+    assert parameter_count(WorldModel(bench.NOTEBOOK.model, action_size=1, image_size=64)) == 7_310_436
+
+
+def test_params_and_checkpoints_that_name_the_network_seed_still_load():
+    """The notebook's network was called `seed` before; older params and checkpoints say so."""
+    for old, now in (("seed", "notebook"), ("notebook", "notebook"), ("paper", "paper")):
+        params = read_params((ROOT / "params.yaml").read_text())
+        params["model"]["network"] = old
+        assert load_config(params).model.network == now
 
 
 def test_params_read_exponent_floats_as_dvc_writes_them():
