@@ -13,10 +13,14 @@ import numpy as np
 HEIGHT, WIDTH = 48, 64
 
 
+TARGET = np.array([0.75, 0.7])  # (x, y) in [0, 1]^2, y downwards
+
+
 class ReachEnv(gym.Env):
-    """The red dot moves by (dx, dy) = 0.1 * action per step; the target (green) is drawn at random
-    per episode. Reward: minus the distance to the target, so the sooner there the better; reaching
-    it (closer than 0.08) ends the episode. Random actions wander; a planner heads straight there."""
+    """The red dot starts at random in the upper left and moves by (dx, dy) = 0.1 * action per step
+    towards the green target, always in the same place. Reward: minus the distance to the target,
+    so the sooner there the better; reaching it (closer than 0.08) ends the episode. Random actions
+    wander; a planner heads straight there."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
@@ -34,7 +38,7 @@ class ReachEnv(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.pos = self.np_random.uniform(0.1, 0.4, size=2)
-        self.target = self.np_random.uniform(0.5, 0.9, size=2)
+        self.target = TARGET.copy()
         return self._obs(), {}
 
     def step(self, action):
