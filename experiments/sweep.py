@@ -221,8 +221,9 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     trials = make_trials(cfg)
     repo_url, baseline = check_project(cfg)
     tracking_uri = check_tracking()
-    login = {name: os.environ[name] for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-             if name in os.environ}  # the one who runs the sweep logs every trial
+    from experiments.tracking import LOGIN
+
+    login = {name: os.environ[name] for name in LOGIN if name in os.environ}  # who runs the sweep logs every trial
     check_ray_address(cfg.address)
     done = finished_trials(cfg)
     results = [{"name": t.name, "ok": True, "node": "", "seconds": 0.0, "error": "", "skipped": True}
