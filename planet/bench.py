@@ -11,6 +11,7 @@ Medians over `--repeats` after warm-up. A benchmark, not a test: machines are no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -18,11 +19,12 @@ from collections.abc import Callable
 
 import torch
 
-from planet.device import keep_freed_memory, resolve_device, resolve_precision
+from planet.config import RuntimeConfig
 from planet.loss import TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel, parameter_count
 from planet.notebook import notebook_config
 from planet.planner import Planner
+from planet.runtime import Runtime, keep_freed_memory
 
 # The notebook's sizes, which the timings are defined on (the code defaults are the learning config).
 NOTEBOOK = notebook_config()
@@ -68,8 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
+    runtime = dataclasses.replace(
+        Runtime.resolve(RuntimeConfig(device=args.device, precision=args.precision, compile=args.compile)),
+        pack=args.pack)
+    device = runtime.device
     generator = torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
 
@@ -82,19 +86,19 @@ def main(argv: list[str] | None = None) -> None:
         action=torch.rand(steps, batch_size, 1, device=device) * 2 - 1,
         reward=torch.randn(steps, batch_size, device=device),
     )
-    train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, precision),
+    train_ms = median_ms(lambda: train_step(model, optimizer, batch, train_cfg, generator, runtime.autocast()),
                          device, args.repeats)
 
-    planner = Planner(model, NOTEBOOK.planner, precision=precision, compile=args.compile, pack=args.pack)
+    planner = Planner(model, NOTEBOOK.planner, runtime)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, args.repeats)
     print(json.dumps({
         "implementation": "planet",
         "device": str(device),
-        "precision": precision,
+        "precision": runtime.precision,
         "threads": torch.get_num_threads(),
         "compile": args.compile,
-        "packed": planner.packs_on(device),
+        "packed": planner.packs,
         "keep_freed_memory": kept,
         "parameters": parameter_count(model),
         "train_step_ms": round(train_ms, 2),

@@ -26,11 +26,11 @@ import torch
 
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
-from planet.device import keep_freed_memory
 from planet.dream import write_dreams
 from planet.evaluation import evaluate
 from planet.replay import EpisodeError
 from planet.run import train
+from planet.runtime import Runtime, keep_freed_memory
 from planet.trained import load_model
 from planet.trainer import NonFiniteError
 from planet.video import upscale, write_mp4
@@ -115,16 +115,17 @@ def run(args: argparse.Namespace) -> None:
         train(args.params, args.out, say=lambda message: print(message, flush=True))
         return
     model, trained_cfg = load_model(model_file(args.model), args.device)
-    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None))
+    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None), runtime__device=args.device)
+    runtime = Runtime.resolve(cfg.runtime)
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":
-        episodes = evaluate(model, cfg, args.episodes or cfg.evaluate.episodes, seed)
+        episodes = evaluate(model, cfg, args.episodes or cfg.evaluate.episodes, seed, runtime)
         returns = [e.total_reward for e in episodes]
         write_mp4(args.video, upscale(episodes[0].obs, 4), fps=15)
         print(f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes of {cfg.env.id} "
               f"(planning {cfg.evaluation_planner().horizon} steps ahead); video of the first: {args.video}")
     else:
-        episodes = evaluate(model, cfg, args.episodes or cfg.dream.episodes, seed)
+        episodes = evaluate(model, cfg, args.episodes or cfg.dream.episodes, seed, runtime)
         generator = torch.Generator(next(model.parameters()).device).manual_seed(seed + 2)
         report = write_dreams(model, episodes, cfg.dream.context_frames, cfg.dream.dream_steps, generator, args.out,
                               cfg.dream.fps, cfg.train.bit_depth)

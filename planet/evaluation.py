@@ -8,11 +8,11 @@ import torch
 
 from planet.agent import Agent, run_episodes
 from planet.config import Config
-from planet.device import resolve_precision
 from planet.envs import PixelEnv, episode_seed
 from planet.model import WorldModel
 from planet.planner import Planner
 from planet.replay import Episode
+from planet.runtime import Runtime
 
 EVAL_STREAM = 1  # env seeds disjoint from the training episodes'
 
@@ -22,15 +22,16 @@ def evaluation_seeds(seed: int, episodes: int) -> list[int]:
     return [episode_seed(seed, i, EVAL_STREAM) for i in range(episodes)]
 
 
-def evaluate(model: WorldModel, cfg: Config, episodes: int, seed: int,
+def evaluate(model: WorldModel, cfg: Config, episodes: int, seed: int, runtime: Runtime | None = None,
              progress: Callable[[], None] | None = None) -> list[Episode]:
     """`episodes` planner episodes side by side, no exploration noise, each with its own fixed env
-    seed; plans with `cfg.evaluation_planner()` (the horizon `evaluate.horizon` when set)."""
+    seed; plans with `cfg.evaluation_planner()` (the horizon `evaluate.horizon` when set) on `runtime`
+    (default: fp32, eager, on the model's device)."""
     device = next(model.parameters()).device
+    runtime = runtime or Runtime(device)
     envs = [PixelEnv(cfg.env) for _ in range(episodes)]
     try:
-        precision = resolve_precision(cfg.runtime.precision, device)
-        planner = Planner(model, cfg.evaluation_planner(), precision, cfg.runtime.compile)
+        planner = Planner(model, cfg.evaluation_planner(), runtime)
         agent = Agent(model, planner, torch.Generator(device).manual_seed(seed + 1), cfg.train.bit_depth)
         return run_episodes(envs, evaluation_seeds(seed, episodes), agent, exploration_noise=0.0, progress=progress)
     finally:

@@ -12,6 +12,7 @@ Overshooting runs D batched prior steps over all start times at once, not T x D 
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import NamedTuple
 
 import torch
@@ -109,10 +110,11 @@ class StepResult(NamedTuple):
 
 
 def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: TensorBatch, cfg: TrainConfig,
-               generator: torch.Generator | None = None, precision: str = "fp32") -> StepResult:
-    """One Adam step. Returns device tensors (no host sync): the caller decides when to read them."""
-    device_type = batch.reward.device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+               generator: torch.Generator | None = None,
+               autocast: AbstractContextManager | None = None) -> StepResult:
+    """One Adam step, the forward pass inside `autocast` (`Runtime.autocast()`; none: fp32). Returns
+    device tensors (no host sync): the caller decides when to read them."""
+    with autocast or nullcontext():
         terms = world_model_loss(model, batch, cfg, generator)
     optimizer.zero_grad(set_to_none=True)
     terms.total.backward()

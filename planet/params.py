@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from planet.config import Config, ConfigError, load_config
-from planet.device import resolve_device
 from planet.envs import PixelEnv
+from planet.runtime import resolve_device
 
 
 class ParamsLoader(yaml.SafeLoader):

@@ -12,13 +12,15 @@ All randomness is drawn up front from an explicit generator and handed in as ten
 what lets CUDA graphs capture it) and runs with no host-device sync.
 
 `imagine_reward` is the plain rollout step. `Planner.rollout` is the one place a faster variant of it
-is chosen: on a CPU in bf16, the same step on weights packed for oneDNN once per plan
-(`planet.packed`); elsewhere, with `compile`, the step compiled into one graph (seconds to compile,
-where the unrolled loop takes minutes on a CPU). Tests hold each variant to the plain step.
+is chosen, as the planner's `planet.runtime.Runtime` says: on a CPU in bf16, the same step on weights
+packed for oneDNN once per plan (`planet.packed`); elsewhere, with `compile`, the step compiled into
+one graph (seconds to compile, where the unrolled loop takes minutes on a CPU). Tests hold each
+variant to the plain step.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -26,7 +28,8 @@ from torch import Tensor
 
 from planet.config import PlannerConfig
 from planet.model import LatentState, WorldModel
-from planet.packed import pack_rollout, packed_imagine_reward, packed_rollout_available
+from planet.packed import pack_rollout, packed_imagine_reward
+from planet.runtime import PLAIN, Runtime
 
 
 def sample_candidates(mean: Tensor, std: Tensor, noise: Tensor) -> Tensor:
@@ -84,29 +87,23 @@ def refine(model: Any, latent: LatentState, action_noise: Tensor, state_noise: T
 
 
 class Planner:
-    """CEM over a world model. `precision`: fp32, or bf16 autocast. `compile`: compile the rollout step
-    on the first plan. `pack`: on a CPU in bf16, roll out on packed weights (the default). `step`: what
-    scores a candidate step (default: the world model's prior and reward head); with another step the
-    model needs only `action_size` and `cfg.state_size`, and no fast path is taken."""
+    """CEM over a world model, on `runtime` (default: CPU, fp32, eager): bf16 autocast, the rollout step
+    compiled on the first plan, or on a CPU in bf16 rolled out on packed weights, as it says. `step`:
+    what scores a candidate step (default: the world model's prior and reward head); with another step
+    the model needs only `action_size` and `cfg.state_size`, and no fast path is taken."""
 
-    def __init__(self, model: WorldModel, cfg: PlannerConfig, precision: str = "fp32", compile: bool = False,
-                 pack: bool = True, step: Step = imagine_reward):
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be fp32 or bf16 (resolve auto first), got {precision!r}")
+    def __init__(self, model: WorldModel, cfg: PlannerConfig, runtime: Runtime = PLAIN,
+                 step: Step = imagine_reward):
         self.model = model
         self.cfg = cfg
-        self.precision = precision
+        self.runtime = runtime
         plain = step is imagine_reward
-        self.pack = pack and plain and precision == "bf16" and packed_rollout_available()
-        self.step = torch.compile(step, fullgraph=True, dynamic=False) if compile and plain else step
+        self.packs = plain and runtime.packs_rollout()
+        self.step = torch.compile(step, fullgraph=True, dynamic=False) if runtime.compile and plain else step
 
-    def packs_on(self, device: torch.device) -> bool:
-        """Whether plans on `device` roll out on packed weights (a CPU only)."""
-        return self.pack and device.type == "cpu"
-
-    def rollout(self, rows: int, device: torch.device) -> tuple[Any, Step]:
-        """The seam: what rolls `rows` candidates forward on `device`, as (model-like, step)."""
-        if self.packs_on(device):
+    def rollout(self, rows: int) -> tuple[Any, Step]:
+        """The seam: what rolls `rows` candidates forward, as (model-like, step)."""
+        if self.packs:
             return pack_rollout(self.model, rows), packed_imagine_reward
         return self.model, self.step
 
@@ -119,20 +116,21 @@ class Planner:
         """latent (E, .), init_mean (T, E, A) or None (zeros) -> the whole refit mean (T, E, A)."""
         cfg, model = self.cfg, self.model
         envs, device = latent.belief.shape[0], latent.belief.device
+        if device.type != self.runtime.device.type:
+            raise ValueError(f"the planner's runtime is on {self.runtime.device.type}, the belief on {device.type}")
         if init_mean is None:
             init_mean = torch.zeros(cfg.horizon, envs, model.action_size, device=device)
         action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),
                                    generator=generator, device=device)
         state_noise = torch.randn((cfg.iterations, cfg.horizon, envs * cfg.candidates, model.cfg.state_size),
                                   generator=generator, device=device)
-        bf16 = self.precision == "bf16"
-        if bf16:
+        if self.runtime.bf16:
             # The steps' latents come out in bf16; starting in bf16 too keeps one set of dtypes, so a
             # compiled step compiles once, not twice. Lossless: autocast casts it there anyway.
             latent = LatentState(latent.belief.bfloat16(), latent.state.bfloat16())
-        rollout_model, step = self.rollout(envs * cfg.candidates, device)  # packing copies detached weights
-        autocast = bf16 and step is not packed_imagine_reward  # packed weights are bf16 already
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        rollout_model, step = self.rollout(envs * cfg.candidates)  # packing copies detached weights
+        # Packed weights are bf16 already: no autocast around them.
+        with torch.no_grad(), nullcontext() if self.packs else self.runtime.autocast():
             mean = refine(rollout_model, latent, action_noise, state_noise, cfg.top_k, init_mean, step)
         return mean.float()  # (T, E, A)
 

@@ -1,7 +1,7 @@
 """A training run in folders (paper Alg. 1): seed episodes, then iterations of gradient steps on the
 replay and one collected episode per env, a checkpoint every `train.checkpoint_every` and at the end.
 
-    run = TrainingRun(cfg, RunFolders.inside(Path("out")), torch.device("cpu"))
+    run = TrainingRun(cfg, RunFolders.inside(Path("out")))
     model = run.train(on_iteration=print_row)   # resumes where the folders' newest checkpoint stopped
 
 A run resumes from the newest checkpoint of its fingerprint (`planet.identity`: the training params
@@ -34,7 +34,6 @@ from planet.checkpoint import (
     write_checkpoint,
 )
 from planet.config import Config, ConfigError
-from planet.device import resolve_device, resolve_precision
 from planet.envs import PixelEnv, episode_seed
 from planet.fileio import TEMP_GLOB, write_csv, write_json
 from planet.identity import changed_keys, training_fingerprint
@@ -47,6 +46,7 @@ from planet.replay import (
     load_episodes,
     save_episode,
 )
+from planet.runtime import Runtime, resolve_device
 from planet.trainer import Trainer
 
 Say = Callable[[str], object]
@@ -89,22 +89,25 @@ class TrainingRun:
     aside), built the model and the envs and prepared the replay; `train()` runs the iterations left.
 
     `cfg` is the config as written (`runtime.precision: auto` included: the fingerprint keeps it);
-    `self.cfg` is what the run computes with. `say` receives the run's few messages."""
+    `self.runtime` is what the run computes on, `self.cfg` the config with its precision. Sets
+    `runtime.threads` for the process. `say` receives the run's few messages."""
 
-    def __init__(self, cfg: Config, folders: RunFolders, device: torch.device, say: Say = print):
+    def __init__(self, cfg: Config, folders: RunFolders, say: Say = print):
         if not episode_paths(folders.seed):
             raise EpisodeError(f"{folders.seed}/ holds no seed episodes; collect them first")
-        self.folders, self.device, self.say = folders, device, say
+        resolve_device(cfg.runtime.device)  # cuda asked for on a machine without: fail before a file moves
+        self.folders, self.say = folders, say
         self.set_aside: Path | None = None  # where another run's files went, if they had to move
         self.fingerprint = training_fingerprint(cfg, episode_paths(folders.seed))
         self.resumed = self._resume_point(cfg)
         if cfg.runtime.threads:  # before the precision probe, which times matmuls on these threads
             torch.set_num_threads(cfg.runtime.threads)
-        self.cfg = self._resolved(cfg, self.resumed)
+        self.runtime = self._runtime(cfg, self.resumed)
+        self.cfg = self.runtime.applied_to(cfg)
         torch.manual_seed(cfg.seed)  # the model's initial weights
         self.envs = [PixelEnv(self.cfg.env) for _ in range(self.cfg.train.collect_episodes)]
         env = self.envs[0]
-        self.trainer = Trainer(self.cfg, env.action_size, device, env.low, env.high)
+        self.trainer = Trainer(self.cfg, env.action_size, self.runtime, env.low, env.high)
         self.step_limit = env.env_step_limit
         if self.resumed is not None and self.resumed.iteration > cfg.train.iterations:
             raise ConfigError(f"train.iterations: {cfg.train.iterations} is fewer than the {self.resumed.iteration} "
@@ -124,17 +127,15 @@ class TrainingRun:
                     "sums split over another number of threads round differently, so from here it is not bit "
                     "for bit the uninterrupted run")
 
-    def _resolved(self, cfg: Config, resumed: Checkpoint | None) -> Config:
-        """`cfg` with `runtime.precision: auto` decided: a run keeps the precision it started with
-        (the choice times a probe, which could choose otherwise on a busy machine)."""
-        if cfg.runtime.precision != "auto":
-            return cfg
-        if resumed is not None:
-            precision = resumed.config["runtime"]["precision"]
-        else:
-            precision = resolve_precision("auto", self.device)
-            self.say(f"runtime.precision: auto -> {precision} on this {self.device.type}")
-        return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=precision))
+    def _runtime(self, cfg: Config, resumed: Checkpoint | None) -> Runtime:
+        """`cfg.runtime` on this machine. With `precision: auto` a run keeps the precision it started
+        with (the choice times a probe, which could choose otherwise on a busy machine)."""
+        if cfg.runtime.precision != "auto" or resumed is None:
+            runtime = Runtime.resolve(cfg.runtime)
+            if cfg.runtime.precision == "auto":
+                self.say(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
+            return runtime
+        return Runtime.resolve(dataclasses.replace(cfg.runtime, precision=resumed.config["runtime"]["precision"]))
 
     def _resume_point(self, cfg: Config) -> Checkpoint | None:
         """The newest checkpoint of this fingerprint, in `checkpoints` or in a kept run. Another run's
@@ -247,7 +248,7 @@ def train(config: Config | str | Path, out: str | Path, say: Say = print,
         config = load_params(Path(config))
     out = Path(out)
     seed_episodes_for(config, out / "seed", say)
-    run = TrainingRun(config, RunFolders.inside(out), resolve_device(config.runtime.device), say)
+    run = TrainingRun(config, RunFolders.inside(out), say)
 
     def record(progress: TrainProgress) -> None:
         write_csv(out / "train.csv", progress.rows)

@@ -10,6 +10,7 @@ action bounds (`planet.checkpoint`), so no params file is needed:
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 from planet.agent import Agent
 from planet.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from planet.config import Config, ConfigError, load_config
-from planet.device import resolve_device, resolve_precision
 from planet.envs import center_crop, resize_frame, to_env_units
 from planet.model import WorldModel
 from planet.planner import Planner
+from planet.runtime import Runtime, resolve_device
 
 # What a model file must agree on with a config that uses it: the network, and the frames it sees.
 FITTING_KEYS = ("model.", "env.id", "env.image_size", "env.crop")
@@ -75,8 +76,9 @@ class PlanetAgent:
         device = next(model.parameters()).device
         self.cfg = cfg
         self.low, self.high = action_low.astype(np.float32), action_high.astype(np.float32)
-        precision = resolve_precision(cfg.runtime.precision, device)
-        planner = Planner(model, cfg.evaluation_planner(), precision, compile=False)
+        # The precision it was trained in, eager: an agent acts once per frame, too few plans to compile for.
+        runtime = Runtime.resolve(dataclasses.replace(cfg.runtime, device=device.type, compile=False))
+        planner = Planner(model, cfg.evaluation_planner(), runtime)
         self.agent = Agent(model, planner, torch.Generator(device).manual_seed(seed), cfg.train.bit_depth)
         self.reset()
 

@@ -15,12 +15,12 @@ import torch
 from planet.agent import Agent, run_episodes
 from planet.checkpoint import Checkpoint, TrainProgress, capture_rng, restore_rng
 from planet.config import Config
-from planet.device import with_resolved_precision
 from planet.envs import PixelEnv
 from planet.loss import LOSS_NAMES, TensorBatch, make_optimizer, train_step
 from planet.model import WorldModel
 from planet.planner import Planner
 from planet.replay import Episode, SequenceSampler
+from planet.runtime import Runtime
 
 
 class NonFiniteError(RuntimeError):
@@ -28,18 +28,20 @@ class NonFiniteError(RuntimeError):
 
 
 class Trainer:
-    """`cfg.runtime.precision: auto` is resolved for `device` here. `action_low`/`action_high` (A,) are
-    the env's bounds, kept in checkpoints so a model file can act in env units (default: [-1, 1])."""
+    """Trains on `runtime` (its device, precision and planning); checkpoints record the precision it
+    computes in. `action_low`/`action_high` (A,) are the env's bounds, kept in checkpoints so a model
+    file can act in env units (default: [-1, 1])."""
 
-    def __init__(self, cfg: Config, action_size: int, device: torch.device,
+    def __init__(self, cfg: Config, action_size: int, runtime: Runtime,
                  action_low: list[float] | None = None, action_high: list[float] | None = None):
-        self.cfg = with_resolved_precision(cfg, device)
-        self.device = device
+        self.cfg = runtime.applied_to(cfg)
+        self.runtime = runtime
+        device = self.device = runtime.device
         self.action_low = [float(v) for v in action_low] if action_low is not None else [-1.0] * action_size
         self.action_high = [float(v) for v in action_high] if action_high is not None else [1.0] * action_size
         self.model = WorldModel(cfg.model, action_size, cfg.env.image_size).to(device)
         self.optimizer = make_optimizer(self.model, cfg.train)
-        self.planner = Planner(self.model, cfg.planner, self.cfg.runtime.precision, cfg.runtime.compile)
+        self.planner = Planner(self.model, cfg.planner, runtime)
         self.generator = torch.Generator(device).manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
 
@@ -57,7 +59,7 @@ class Trainer:
         history = []
         for _ in range(self.cfg.train.steps_per_iteration):
             result = train_step(self.model, self.optimizer, self.to_batch(sampler), self.cfg.train,
-                                self.generator, self.cfg.runtime.precision)
+                                self.generator, self.runtime.autocast())
             history.append(torch.stack([*result.loss, result.grad_norm]))
             if on_step is not None:
                 on_step()

@@ -41,6 +41,7 @@ from planet.loss import TensorBatch, make_optimizer, train_step  # noqa: E402
 from planet.model import WorldModel  # noqa: E402
 from planet.planner import Planner  # noqa: E402
 from planet.replay import SequenceSampler  # noqa: E402
+from planet.runtime import Runtime  # noqa: E402
 from planet.trainer import Trainer  # noqa: E402
 
 PAPER_MODEL = ModelConfig(network="paper", cnn_depth=32, embed_size=1024, hidden_size=200, reward_hidden_size=200)
@@ -70,7 +71,7 @@ def device_tests(device: torch.device) -> dict:
 
 
 def bench(device: torch.device, model_cfg: ModelConfig, planner_cfg: PlannerConfig, steps: int, batch: int,
-          image: int, precision: str, compile: bool, repeats: int) -> dict:
+          image: int, runtime: Runtime, repeats: int) -> dict:
     """Median ms of one train step (batch x steps) and one plan, as `planet.bench` times them."""
     torch.manual_seed(0)
     generator = torch.Generator(device).manual_seed(0)
@@ -79,11 +80,12 @@ def bench(device: torch.device, model_cfg: ModelConfig, planner_cfg: PlannerConf
     optimizer = make_optimizer(model, cfg)
     data = TensorBatch(torch.randint(0, 256, (steps, batch, image, image, 3), dtype=torch.uint8, device=device),
                        torch.rand(steps, batch, 1, device=device) * 2 - 1, torch.randn(steps, batch, device=device))
-    train_ms = median_ms(lambda: train_step(model, optimizer, data, cfg, generator, precision), device, repeats)
-    planner = Planner(model, planner_cfg, precision=precision, compile=compile)
+    train_ms = median_ms(lambda: train_step(model, optimizer, data, cfg, generator, runtime.autocast()),
+                         device, repeats)
+    planner = Planner(model, planner_cfg, runtime)
     latent = model.rssm.initial(1, device)
     plan_ms = median_ms(lambda: planner.plan(latent, generator), device, repeats)
-    return {"precision": precision, "compile": compile, "train_step_ms": round(train_ms, 2),
+    return {"precision": runtime.precision, "compile": runtime.compile, "train_step_ms": round(train_ms, 2),
             "plan_ms": round(plan_ms, 2)}
 
 
@@ -91,7 +93,7 @@ def train_phases(cfg: Config, device: torch.device, iterations: int) -> dict:
     """`iterations` of Alg. 1 on `device` (seed episodes, then train, collect, evaluate one episode
     each), timed per phase; -> seconds per phase and the projected minutes per 100k env steps."""
     envs = [PixelEnv(cfg.env)]
-    trainer = Trainer(cfg, envs[0].action_size, device, envs[0].low, envs[0].high)
+    trainer = Trainer(cfg, envs[0].action_size, Runtime.resolve(cfg.runtime), envs[0].low, envs[0].high)
     rng = trainer.rng
     episodes = run_episodes(envs * 1, [episode_seed(cfg.seed, 0)], None, rng=rng)
     episodes += run_episodes(envs, [episode_seed(cfg.seed, 1)], None, rng=rng)
@@ -113,7 +115,7 @@ def train_phases(cfg: Config, device: torch.device, iterations: int) -> dict:
         timed("train", lambda i=iteration: trainer.train_iteration(sampler, i))
         for episode in timed("collect", lambda s=seed: trainer.collect(envs, [s])):
             sampler.add(episode)
-        timed("evaluate", lambda: evaluate(trainer.model, cfg, 1, cfg.seed))
+        timed("evaluate", lambda: evaluate(trainer.model, cfg, 1, cfg.seed, trainer.runtime))
     for env in envs:
         env.close()
     # The first iteration compiles; the projection uses the later ones where there are any.
@@ -165,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         ("paper", PAPER_MODEL, PAPER_PLANNER, 50, 50, 64)]
     report["bench"] = []
     for name, model_cfg, planner_cfg, steps, batch, image in sizes:
-        for precision in ("fp32", "bf16"):
+        for bf16 in (False, True):
             for compile in (False,) if dry else (False, True):  # compiling on a CPU costs a minute a time
-                row = {"sizes": name, **bench(device, model_cfg, planner_cfg, steps, batch, image, precision, compile,
+                runtime = Runtime(device, bf16=bf16, compile=compile)
+                row = {"sizes": name, **bench(device, model_cfg, planner_cfg, steps, batch, image, runtime,
                                               repeats=1 if dry else 5)}
                 report["bench"].append(row)
                 print(f"bench: {json.dumps(row)}", flush=True)

@@ -16,9 +16,9 @@ from experiments.tracking import TrackingError
 from planet import params
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError
-from planet.device import keep_freed_memory, resolve_device, with_resolved_precision
 from planet.replay import EpisodeError
 from planet.run import RunFolders
+from planet.runtime import Runtime, keep_freed_memory, resolve_device
 from planet.trainer import NonFiniteError
 
 PARAMS = Path("params.yaml")
@@ -117,13 +117,13 @@ def setup_torch(cfg: Config) -> torch.device:
     return resolve_device(cfg.runtime.device)
 
 
-def machine_config(cfg: Config, device: torch.device) -> Config:
-    """`cfg` with `runtime.precision: auto` resolved for this machine (what the stage computes with;
-    fingerprints and MLflow params keep what params.yaml says)."""
-    resolved = with_resolved_precision(cfg, device)
+def machine_runtime(cfg: Config) -> Runtime:
+    """`runtime:` resolved on this machine, what the stage computes on (after `setup_torch`: the
+    precision probe times matmuls on the threads it set)."""
+    runtime = Runtime.resolve(cfg.runtime)
     if cfg.runtime.precision == "auto":
-        print(f"runtime.precision: auto -> {resolved.runtime.precision} on this {device.type}")
-    return resolved
+        print(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
+    return runtime
 
 
 def load_model(cfg: Config, device: torch.device):

@@ -10,19 +10,19 @@ from planet.envs import episode_steps
 from planet.evaluation import evaluate, evaluation_seeds
 from planet.fileio import write_json
 from planet.video import upscale, write_gif, write_mp4
-from stages.common import entry_point, load_model, load_params, machine_config, progress_bar, setup_torch, train_run_id
+from stages.common import entry_point, load_model, load_params, machine_runtime, progress_bar, setup_torch, train_run_id
 
 
 @entry_point
 def main() -> None:
-    params = load_params()
-    device = setup_torch(params)
-    client, experiment_id = tracking.connect(params)
-    model, trained = load_model(params, device)
-    cfg = machine_config(params, device)
+    cfg = load_params()
+    device = setup_torch(cfg)
+    client, experiment_id = tracking.connect(cfg)
+    model, trained = load_model(cfg, device)
+    runtime = machine_runtime(cfg)
     with progress_bar(total=episode_steps(cfg.env), unit="step",
               desc=f"evaluate ({cfg.evaluate.episodes} episodes side by side)") as bar:
-        episodes = evaluate(model, cfg, cfg.evaluate.episodes, cfg.seed, progress=bar.update)
+        episodes = evaluate(model, cfg, cfg.evaluate.episodes, cfg.seed, runtime, progress=bar.update)
     returns = [round(e.total_reward, 4) for e in episodes]
     metrics = {"return_mean": round(float(np.mean(returns)), 4), "return_std": round(float(np.std(returns)), 4),
                "returns": returns, "episodes": len(returns), "env_seeds": evaluation_seeds(cfg.seed, len(returns))}
@@ -30,7 +30,7 @@ def main() -> None:
     write_mp4("videos/eval.mp4", upscale(episodes[0].obs, 4), fps=15)
     write_gif("plots/eval.gif", upscale(episodes[0].obs, 4), fps=15)
 
-    run_id = tracking.run_for_stage(client, experiment_id, params, "evaluate", train_run_id())
+    run_id = tracking.run_for_stage(client, experiment_id, cfg, "evaluate", train_run_id())
     with tracking.closing_run(client, run_id):
         tracking.log_metrics(client, run_id, {"eval/return_mean": metrics["return_mean"],
                                               "eval/return_std": metrics["return_std"],

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from experiments import tracking
 from planet.checkpoint import Checkpoint, TrainProgress, write_checkpoint
-from planet.device import keep_freed_memory, resolve_device
 from planet.fileio import write_csv, write_json
 from planet.plots import plot_training
 from planet.replay import episode_paths
 from planet.run import TrainingRun, iteration_line
+from planet.runtime import keep_freed_memory
 from stages.common import (
     FOLDERS,
     MODEL_PATH,
@@ -36,16 +36,15 @@ def say(message: str) -> None:
 def main() -> None:
     params = load_params()
     keep_freed_memory()  # threads and seeds are the run's own (`TrainingRun`)
-    device = resolve_device(params.runtime.device)
     client, experiment_id = tracking.connect(params)  # an unreachable store fails here, before any work
     if not episode_paths(SEED_DIR):
         raise StageError(f"{SEED_DIR}/ holds no episodes; run the seed stage first (dvc repro)")
-    run = TrainingRun(params, FOLDERS, device, say)
+    run = TrainingRun(params, FOLDERS, say)
     if run.set_aside is not None:
         say("`python -m experiments.runs` lists kept runs")
     progress = run.progress
-    progress.run_id = tracking.start_train_run(client, experiment_id, params,
-                                               tracking.run_tags(run.cfg, device, run.fingerprint), progress.run_id)
+    tags = tracking.run_tags(run.cfg, run.runtime.device, run.fingerprint)
+    progress.run_id = tracking.start_train_run(client, experiment_id, params, tags, progress.run_id)
     write_json(TRAIN_RUN, {"run_id": progress.run_id, "experiment_id": experiment_id})
     with tracking.closing_run(client, progress.run_id):
         bar = progress_bar(total=run.cfg.train.iterations, initial=progress.iteration, desc="train", unit="it")

@@ -17,6 +17,7 @@ from planet.checkpoint import (
 )
 from planet.config import Config, EnvConfig, TrainConfig, load_config
 from planet.replay import SequenceSampler
+from planet.runtime import PLAIN, Runtime
 from planet.trainer import Trainer
 
 
@@ -29,12 +30,12 @@ def tiny_config(tiny_model_cfg):
 def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg):
     cfg = tiny_config(tiny_model_cfg)
     episodes = [make_episode(12, size=16, start=s) for s in (0, 50)]
-    first = Trainer(cfg, 1, torch.device("cpu"))
+    first = Trainer(cfg, 1, PLAIN)
     first.train_iteration(SequenceSampler(episodes, 4, first.rng), 0)
     save_checkpoint(tmp_path, first.checkpoint("abc", TrainProgress(iteration=1, episodes=2)), keep=3)
     expected = first.train_iteration(SequenceSampler(episodes, 4, first.rng), 1)
 
-    second = Trainer(cfg, 1, torch.device("cpu"))
+    second = Trainer(cfg, 1, PLAIN)
     ckpt = load_checkpoint(checkpoint_path(tmp_path, 1), fingerprint="abc")
     assert ckpt.iteration == 1 and ckpt.progress == TrainProgress(iteration=1, episodes=2)
     assert load_config(ckpt.config) == first.cfg and ckpt.action_low == [-1.0] and ckpt.action_high == [1.0]
@@ -43,7 +44,7 @@ def test_round_trip_restores_rngs_so_next_losses_match(tmp_path, tiny_model_cfg)
 
 
 def test_keeps_the_newest_k_and_skips_bad_ones(tmp_path, tiny_model_cfg):
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, PLAIN)
     for it in range(1, 6):
         save_checkpoint(tmp_path, trainer.checkpoint("fp", TrainProgress(iteration=it)), keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [f"checkpoint_00000{i}.pt" for i in (3, 4, 5)]
@@ -91,7 +92,7 @@ def test_malicious_pickle_is_never_run(tmp_path):
 
 
 def test_nan_weights_are_never_saved(tmp_path, tiny_model_cfg):
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, PLAIN)
     with torch.no_grad():
         trainer.model.reward.net[0].weight[0, 0] = np.nan
     with pytest.raises(CheckpointError, match="not finite"):
@@ -101,7 +102,7 @@ def test_nan_weights_are_never_saved(tmp_path, tiny_model_cfg):
 
 def test_the_same_checkpoint_is_the_same_bytes(tmp_path, tiny_model_cfg):
     """DVC hashes model files: a checkpoint written again after loading it must be the same bytes."""
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, PLAIN)
     ckpt = trainer.checkpoint("fp", TrainProgress(iteration=1))
     ckpt.progress.rows.append({"iteration": 1, "recon": 2.0})
     save_checkpoint(tmp_path / "a", ckpt, keep=1)
@@ -131,7 +132,7 @@ def test_every_unusable_checkpoint_is_refused_in_one_line_that_says_why(tmp_path
         load_checkpoint(path)
     assert str(err.value) == (f"{path}: written by an older version of this project (planet-checkpoint/0, "
                               f"{FORMAT} expected); train again")
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, PLAIN)
     saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(saved, fingerprint="xyz")
@@ -139,18 +140,18 @@ def test_every_unusable_checkpoint_is_refused_in_one_line_that_says_why(tmp_path
 
 
 def test_a_checkpoint_saved_on_a_device_loads_on_the_cpu_and_back(tmp_path, tiny_model_cfg, device):
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, device)
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, Runtime(device))
     saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
     on_cpu = load_checkpoint(saved, map_location="cpu")
     assert {tensor.device.type for tensor in on_cpu.model.values()} == {"cpu"}
-    back = Trainer(tiny_config(tiny_model_cfg), 1, device)
+    back = Trainer(tiny_config(tiny_model_cfg), 1, Runtime(device))
     back.restore(load_checkpoint(saved, map_location=device))
     mine, theirs = trainer.model.state_dict(), back.model.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) and theirs[k].device.type == device.type for k in mine)
 
 
 def test_a_checkpoint_loads_onto_the_device_asked_for(tmp_path, tiny_model_cfg):
-    trainer = Trainer(tiny_config(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny_config(tiny_model_cfg), 1, PLAIN)
     saved = save_checkpoint(tmp_path, trainer.checkpoint("abc", TrainProgress(iteration=2)), keep=2)
     weights = load_checkpoint(saved, map_location="meta").model
     assert {tensor.device.type for tensor in weights.values()} == {"meta"}

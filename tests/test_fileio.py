@@ -42,16 +42,16 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
 
 
 def test_sigkill_mid_write_keeps_the_previous_checkpoint(tmp_path):
-    import torch
     from test_checkpoint import tiny_config
 
     from planet.checkpoint import save_checkpoint
     from planet.config import ModelConfig
+    from planet.runtime import PLAIN
     from planet.trainer import Trainer
 
     cfg = tiny_config(ModelConfig(belief_size=16, state_size=4, embed_size=32, hidden_size=16,
                                   reward_hidden_size=16, cnn_depth=4))
-    save_checkpoint(tmp_path, Trainer(cfg, 1, torch.device("cpu")).checkpoint("fp", TrainProgress(iteration=1)), keep=3)
+    save_checkpoint(tmp_path, Trainer(cfg, 1, PLAIN).checkpoint("fp", TrainProgress(iteration=1)), keep=3)
     good = (tmp_path / "checkpoint_000001.pt").read_bytes()
     victim = tmp_path / "checkpoint_000001.pt"  # the next save overwrites the same name
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(victim)], stdin=subprocess.PIPE,

@@ -13,6 +13,7 @@ from planet.loss import (
     world_model_loss,
 )
 from planet.model import Gaussian, LatentState, WorldModel
+from planet.runtime import PLAIN, Runtime
 
 
 def random_batch(steps=6, batch=3, size=16, seed=0):
@@ -102,14 +103,14 @@ def test_bit_depth_quantises_and_dequantises():
     assert ((five - bins) >= 0).all() and ((five - bins) < 1 / 32).all()
 
 
-def run_steps(model_cfg, steps, seed=0, precision="fp32"):
+def run_steps(model_cfg, steps, seed=0):
     torch.manual_seed(seed)
     model = WorldModel(model_cfg, 1, 16)
     cfg = TrainConfig(lr=1e-3)
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     batch = random_batch()
-    return [train_step(model, optimizer, batch, cfg, generator, precision).loss.total.item() for _ in range(steps)]
+    return [train_step(model, optimizer, batch, cfg, generator).loss.total.item() for _ in range(steps)]
 
 
 def test_same_seed_same_losses(tiny_model_cfg):
@@ -122,10 +123,10 @@ def test_bf16_loss_stays_within_two_percent_of_fp32(tiny_model_cfg, ):
     model = WorldModel(tiny_model_cfg, 1, 16)
     batch = random_batch()
     losses = {}
-    for precision in ("fp32", "bf16"):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            losses[precision] = world_model_loss(model, batch, TrainConfig(), torch.Generator().manual_seed(0)).total
-    assert abs(losses["bf16"].item() - losses["fp32"].item()) <= 0.02 * abs(losses["fp32"].item())
+    for bf16 in (False, True):
+        with Runtime(bf16=bf16).autocast():
+            losses[bf16] = world_model_loss(model, batch, TrainConfig(), torch.Generator().manual_seed(0)).total
+    assert abs(losses[True].item() - losses[False].item()) <= 0.02 * abs(losses[False].item())
 
 
 def moving_square_batch(rng, steps=10, batch=8, size=16):
@@ -224,27 +225,29 @@ def test_overshooting_of_depth_one_on_two_steps_is_the_one_prior_step_kl(tiny_mo
 def test_train_step_runs_fp32_exactly_bf16_under_autocast_and_draws_from_its_generator(tiny_model_cfg):
     batch, cfg = random_batch(), TrainConfig(bit_depth=5, overshoot_beta=0.5, overshoot_depth=2)
 
-    def first_loss(precision: str, global_seed: int = 0) -> float:
+    def first_loss(runtime: Runtime, global_seed: int = 0) -> float:
         torch.manual_seed(0)
         model = WorldModel(tiny_model_cfg, 1, 16)
         torch.manual_seed(global_seed)
-        step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator().manual_seed(3), precision)
+        step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator().manual_seed(3),
+                          runtime.autocast())
         return step.loss.total.item()
 
     torch.manual_seed(0)
     model = WorldModel(tiny_model_cfg, 1, 16)
     plain = world_model_loss(model, batch, cfg, torch.Generator().manual_seed(3)).total.item()
-    assert first_loss("fp32") == plain == first_loss("fp32", global_seed=5)  # no autocast; only its generator
-    assert first_loss("bf16") != plain  # bf16 does run under autocast
+    assert first_loss(PLAIN) == plain == first_loss(PLAIN, global_seed=5)  # no autocast; only its generator
+    assert first_loss(Runtime(bf16=True)) != plain  # bf16 does run under autocast
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_train_step_on_a_device_updates_every_weight_there(tiny_model_cfg, device, precision):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_train_step_on_a_device_updates_every_weight_there(tiny_model_cfg, device, bf16):
     batch = TensorBatch(*(t.to(device) for t in random_batch()))
     cfg = TrainConfig(bit_depth=5, overshoot_beta=0.5, overshoot_depth=2)
     model = WorldModel(tiny_model_cfg, 1, 16).to(device)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator(device).manual_seed(3), precision)
+    step = train_step(model, make_optimizer(model, cfg), batch, cfg, torch.Generator(device).manual_seed(3),
+                      Runtime(device, bf16=bf16).autocast())
     assert step.loss.total.device.type == device.type and torch.isfinite(step.loss.total)
     assert all(not torch.equal(before[k], v) and v.device.type == device.type for k, v in model.state_dict().items())
 

@@ -5,8 +5,11 @@ from planet.config import ModelConfig, PlannerConfig
 from planet.model import LatentState, WorldModel
 from planet.packed import PackedRollout, pack_rollout, packed_imagine_reward, packed_rollout_available
 from planet.planner import Planner, imagine_reward, score_candidates
+from planet.runtime import PLAIN, Runtime
 
 pytestmark = pytest.mark.skipif(not packed_rollout_available(), reason="this CPU has no oneDNN bf16 path")
+
+BF16 = Runtime(bf16=True)  # on the CPU, packing as the default does
 
 
 def random_model(cfg: ModelConfig) -> WorldModel:
@@ -63,28 +66,28 @@ def test_in_bf16_on_a_cpu_the_planner_plans_on_packed_weights_as_autocast_would(
     model = random_model(tiny_model_cfg)
     cfg = PlannerConfig(candidates=256, top_k=32, horizon=4, iterations=3)
     latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
-    cpu = torch.device("cpu")
-    assert isinstance(Planner(model, cfg, "bf16").rollout(8, cpu)[0], PackedRollout)
-    assert Planner(model, cfg, "bf16", pack=False).rollout(8, cpu) == (model, imagine_reward)
-    assert Planner(model, cfg, "fp32").rollout(8, cpu) == (model, imagine_reward)
+    assert isinstance(Planner(model, cfg, BF16).rollout(8)[0], PackedRollout)
+    assert Planner(model, cfg, Runtime(bf16=True, pack=False)).rollout(8) == (model, imagine_reward)
+    assert Planner(model, cfg, PLAIN).rollout(8) == (model, imagine_reward)
 
-    def plan(precision, pack):
-        return Planner(model, cfg, precision, pack=pack).plan_sequence(latent, torch.Generator().manual_seed(0))
+    def plan(bf16, pack):
+        planner = Planner(model, cfg, Runtime(bf16=bf16, pack=pack))
+        return planner.plan_sequence(latent, torch.Generator().manual_seed(0))
 
-    assert torch.equal(plan("bf16", True), plan("bf16", False))
-    assert torch.equal(plan("fp32", True), plan("fp32", False))
+    assert torch.equal(plan(True, True), plan(True, False))
+    assert torch.equal(plan(False, True), plan(False, False))
 
 
 def test_the_planner_packs_the_weights_it_has_now(tiny_model_cfg):
     """Packed weights are a snapshot: after a gradient step the next plan must see the new weights."""
     model = random_model(tiny_model_cfg)
     cfg = PlannerConfig(candidates=64, top_k=8, horizon=4, iterations=3)
-    planner = Planner(model, cfg, "bf16")
+    planner = Planner(model, cfg, BF16)
     latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
     before = planner.plan_sequence(latent, torch.Generator().manual_seed(0))
     with torch.no_grad():
         model.reward.net[-1].bias.add_(1.0)  # moves every return by the same amount: same plan
         model.reward.net[-1].weight.mul_(-1.0)  # turns the reward around: another plan
     after = planner.plan_sequence(latent, torch.Generator().manual_seed(0))
-    fresh = Planner(model, cfg, "bf16").plan_sequence(latent, torch.Generator().manual_seed(0))
+    fresh = Planner(model, cfg, BF16).plan_sequence(latent, torch.Generator().manual_seed(0))
     assert torch.equal(after, fresh) and not torch.allclose(after, before, atol=0.1)

@@ -6,6 +6,7 @@ import torch
 from planet.config import PlannerConfig
 from planet.model import LatentState, WorldModel
 from planet.planner import Planner, refine, sample_candidates, shift_plan
+from planet.runtime import Runtime
 
 
 class ToyRSSM:
@@ -79,20 +80,21 @@ def test_refinement_loop_compiles_with_fullgraph(tiny_model_cfg):
     assert torch.allclose(compiled, eager, atol=1e-5)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_compiled_planner_plans_like_the_eager_one(tiny_model_cfg, precision):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_compiled_planner_plans_like_the_eager_one(tiny_model_cfg, bf16):
+    torch.manual_seed(0)  # bf16 rounding can move a candidate across the elite cut for some weights: fix them
     model = WorldModel(tiny_model_cfg, 1, 16)
     latent = LatentState(torch.randn(2, 16), torch.randn(2, 4))
     cfg = PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2)
     # pack=False: on a CPU in bf16 the planner would otherwise roll out on packed weights, uncompiled
-    eager = Planner(model, cfg, precision, pack=False)
-    compiled = Planner(model, cfg, precision, compile=True, pack=False)
+    eager = Planner(model, cfg, Runtime(bf16=bf16, pack=False))
+    compiled = Planner(model, cfg, Runtime(bf16=bf16, compile=True, pack=False))
     torch._dynamo.reset()  # forget graphs compiled by other tests, under other autocast settings
     with torch._dynamo.config.patch(error_on_recompile=True):  # every step has the same dtypes: one compile
         a = compiled.plan_sequence(latent, torch.Generator().manual_seed(0))
         compiled.plan_sequence(latent, torch.Generator().manual_seed(1))
     b = eager.plan_sequence(latent, torch.Generator().manual_seed(0))
-    assert torch.allclose(a, b, atol=1e-5 if precision == "fp32" else 5e-2)
+    assert torch.allclose(a, b, atol=5e-2 if bf16 else 1e-5)
 
 
 def test_shift_plan_drops_the_executed_action_and_appends_zero():

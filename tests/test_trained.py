@@ -12,6 +12,7 @@ import planet
 from planet.checkpoint import CheckpointError, TrainProgress, write_checkpoint
 from planet.config import Config, EnvConfig, PlannerConfig, TrainConfig, load_config
 from planet.envs import PixelEnv
+from planet.runtime import PLAIN
 from planet.trained import build_model
 from planet.trainer import Trainer
 
@@ -24,7 +25,7 @@ def model_file(tmp_path, tiny_model_cfg):
                                                                                      iterations=2),
                  runtime=FP32)
     env = PixelEnv(cfg.env)
-    trainer = Trainer(cfg, env.action_size, torch.device("cpu"), env.low, env.high)
+    trainer = Trainer(cfg, env.action_size, PLAIN, env.low, env.high)
     env.close()
     path = tmp_path / "model.pt"
     write_checkpoint(path, trainer.checkpoint("fp", TrainProgress(iteration=3), weights_only=True))

@@ -7,6 +7,7 @@ from planet.agent import run_episodes
 from planet.config import Config, EnvConfig, PlannerConfig, RuntimeConfig, TrainConfig
 from planet.envs import PixelEnv
 from planet.replay import SequenceSampler
+from planet.runtime import PLAIN
 from planet.trainer import NonFiniteError, Trainer
 
 # fp32: `auto` times a probe, whose verdict may change under load; eager: compiling costs seconds per test
@@ -20,7 +21,7 @@ def tiny(tiny_model_cfg, **train):
 
 def test_iteration_returns_every_term_and_collects(tiny_model_cfg):
     cfg = tiny(tiny_model_cfg)
-    trainer = Trainer(cfg, 1, torch.device("cpu"))
+    trainer = Trainer(cfg, 1, PLAIN)
     sampler = SequenceSampler([make_episode(12, size=16)], 4, trainer.rng)
     stats = trainer.train_iteration(sampler, 0)
     assert set(stats) == {"total", "recon", "reward", "kl", "overshoot", "grad_norm"}
@@ -30,7 +31,7 @@ def test_iteration_returns_every_term_and_collects(tiny_model_cfg):
 
 
 def test_non_finite_loss_names_iteration_and_term(tiny_model_cfg):
-    trainer = Trainer(tiny(tiny_model_cfg), 1, torch.device("cpu"))
+    trainer = Trainer(tiny(tiny_model_cfg), 1, PLAIN)
     sampler = SequenceSampler([make_episode(12, size=16)], 4, trainer.rng)
     with torch.no_grad():
         trainer.model.reward.net[-1].bias.fill_(float("nan"))
@@ -48,7 +49,7 @@ def test_a_trained_model_plans_far_better_than_random_actions(tiny_model_cfg):
     cfg = Config(env=EnvConfig(id="PlanetSquare-v0", image_size=16, action_repeat=1), model=tiny_model_cfg,
                  train=TrainConfig(steps_per_iteration=100, batch_size=16, seq_len=8, lr=3e-3),
                  planner=PlannerConfig(candidates=100, top_k=10, horizon=6, iterations=4), runtime=FP32)
-    trainer = Trainer(cfg, 1, torch.device("cpu"))
+    trainer = Trainer(cfg, 1, PLAIN)
     envs = [PixelEnv(cfg.env) for _ in range(8)]
     random_episodes = run_episodes(envs, list(range(8)), rng=np.random.default_rng(0))
     sampler = SequenceSampler(random_episodes, cfg.train.seq_len, trainer.rng)

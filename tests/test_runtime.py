@@ -1,4 +1,4 @@
-"""Device and precision resolution: what `auto` means, and that the core refuses an unresolved one."""
+"""The runtime: what `auto` means for device and precision, the one autocast, and the process's malloc."""
 import ctypes
 import subprocess
 import sys
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from planet.config import Config, ConfigError, ModelConfig, PlannerConfig, RuntimeConfig
-from planet.device import resolve_device, resolve_precision
 from planet.model import WorldModel
 from planet.planner import Planner
-from stages.common import machine_config
+from planet.runtime import PLAIN, Runtime, resolve_device, resolve_precision
+from stages.common import machine_runtime
 
 CPU = torch.device("cpu")
 
@@ -50,19 +50,43 @@ def test_unknown_names_are_config_errors():
         resolve_device("tpu")
 
 
-def test_machine_config_resolves_only_the_precision(capsys):
-    cfg = Config(runtime=RuntimeConfig(precision="auto", device="cpu"))
-    resolved = machine_config(cfg, CPU)
-    assert resolved.runtime.precision in ("fp32", "bf16")
-    assert resolved.fingerprint("train", "planner") == cfg.fingerprint("train", "planner")
-    assert cfg.runtime.precision == "auto"  # the params' value is what fingerprints and MLflow params see
-    assert "runtime.precision: auto -> " in capsys.readouterr().out
+def test_the_runtime_resolves_the_params_once_and_only_the_probe_decides_auto():
+    def no_probe(dtype):
+        raise AssertionError("probed although the precision was given")
+    assert Runtime.resolve(RuntimeConfig(device="cpu", precision="bf16", compile=False), no_probe) == Runtime(
+        CPU, bf16=True, compile=False)
+    assert Runtime.resolve(RuntimeConfig(device="cpu", precision="fp32"), no_probe) == Runtime(CPU, compile=True)
+    auto = RuntimeConfig(device="cpu", precision="auto")
+    assert Runtime.resolve(auto, probe_with(2.0, 1.0)).precision == "bf16"
+    assert Runtime.resolve(auto, probe_with(1.0, 1.4)).precision == "fp32"
 
 
-def test_the_planner_refuses_an_unresolved_precision():
+def test_autocast_is_on_in_bf16_alone_and_on_the_runtimes_device():
+    with PLAIN.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    with Runtime(CPU, bf16=True).autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_a_runtime_applied_to_a_config_sets_only_its_precision():
+    cfg = Config(runtime=RuntimeConfig(precision="auto", device="auto"))
+    applied = Runtime(CPU, bf16=True).applied_to(cfg)
+    assert applied.runtime == RuntimeConfig(precision="bf16", device="auto")
+    assert applied.fingerprint("train", "planner") == cfg.fingerprint("train", "planner")
+
+
+def test_the_stages_runtime_says_what_auto_chose(capsys):
+    runtime = machine_runtime(Config(runtime=RuntimeConfig(precision="auto", device="cpu")))
+    assert f"runtime.precision: auto -> {runtime.precision} on this cpu" in capsys.readouterr().out
+
+
+def test_the_planner_refuses_a_belief_on_another_device_than_its_runtime():
     model = WorldModel(ModelConfig(), action_size=1, image_size=64)
-    with pytest.raises(ValueError, match="resolve auto first"):
-        Planner(model, PlannerConfig(), "auto")
+    planner = Planner(model, PlannerConfig(), Runtime(torch.device("cuda")))
+    with pytest.raises(ValueError, match="the planner's runtime is on cuda, the belief on cpu"):
+        planner.plan(model.rssm.initial(1, CPU))
 
 
 # glibc's own accounting (mallinfo2): the heap's releasable top after a 64 MB block is allocated and
@@ -70,7 +94,7 @@ def test_the_planner_refuses_an_unresolved_precision():
 # call keep_freed_memory first. A subprocess, because the setting is process-wide.
 _MALLINFO = """
 import ctypes, sys, torch
-from planet.device import keep_freed_memory
+from planet.runtime import keep_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "
                                                "fordblks keepcost").split()]

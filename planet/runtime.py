@@ -1,20 +1,29 @@
-"""Device and precision resolution (`auto | cpu | cuda`, `auto | fp32 | bf16`) and the process's malloc setting."""
+"""How a process computes, decided once: `Runtime` (device, bf16 autocast or fp32, compiled and packed
+planning) resolved from `runtime:` in the params (`auto | cpu | cuda`, `auto | fp32 | bf16`), and the
+process's malloc setting. The maths never sees these names: it receives a `Runtime` or the autocast
+context that `Runtime.autocast` makes, the one place that decides on autocast."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
-from planet.config import Config, ConfigError
+from planet.config import Config, ConfigError, RuntimeConfig
+from planet.packed import packed_rollout_available
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+
+Probe = Callable[[torch.dtype], float]
+"""A dtype -> the seconds a matmul takes in it."""
 
 BF16_MIN_SPEEDUP = 1.1
 """auto picks bf16 on a CPU only when it is at least this much faster: fp32 is the exact one."""
@@ -46,8 +55,7 @@ def matmul_seconds(dtype: torch.dtype, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def resolve_precision(precision: str, device: torch.device,
-                      probe: Callable[[torch.dtype], float] = matmul_seconds) -> str:
+def resolve_precision(precision: str, device: torch.device, probe: Probe = matmul_seconds) -> str:
     """fp32 or bf16. auto: bf16 on CUDA where supported; on a CPU, the faster of the two by `probe`
     (bf16 needs a `BF16_MIN_SPEEDUP` lead), because CPUs differ: bf16 was the faster on this project's
     AMD EPYC, and its matmuls are 1.7x slower than fp32 on a Xeon that has avx512_bf16 but no AMX."""
@@ -83,9 +91,43 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def with_resolved_precision(cfg: Config, device: torch.device) -> Config:
-    """`cfg` with `runtime.precision: auto` resolved for `device` (what a run computes with)."""
-    if cfg.runtime.precision != "auto":
-        return cfg
-    precision = resolve_precision(cfg.runtime.precision, device)
-    return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=precision))
+@dataclass(frozen=True)
+class Runtime:
+    """What the engine computes on and how. `bf16`: matmuls and convolutions under bf16 autocast
+    (distributions and losses stay fp32); `compile`: compile the planner's rollout step; `pack`: on a
+    CPU in bf16, plan on weights packed for oneDNN (`planet.packed`). The default is the plain path:
+    a CPU, fp32, eager."""
+
+    device: torch.device = torch.device("cpu")
+    bf16: bool = False
+    compile: bool = False
+    pack: bool = True
+
+    @classmethod
+    def resolve(cls, cfg: RuntimeConfig, probe: Probe = matmul_seconds) -> Runtime:
+        """`runtime:` params -> the runtime on this machine (`auto` decided). Set the thread count first:
+        on a CPU, `precision: auto` times `probe` on the threads torch has."""
+        device = resolve_device(cfg.device)
+        return cls(device, resolve_precision(cfg.precision, device, probe) == "bf16", cfg.compile)
+
+    @property
+    def precision(self) -> str:
+        """fp32 or bf16, as params and checkpoints name it."""
+        return "bf16" if self.bf16 else "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on this runtime's device, or nothing in fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def packs_rollout(self) -> bool:
+        """Whether the planner rolls out on packed bf16 weights: a CPU in bf16 with oneDNN's bf16 path."""
+        return self.pack and self.bf16 and self.device.type == "cpu" and packed_rollout_available()
+
+    def applied_to(self, cfg: Config) -> Config:
+        """`cfg` with the precision this runtime computes in, `auto` no more (what checkpoints record:
+        a resumed run keeps it)."""
+        return dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, precision=self.precision))
+
+
+PLAIN = Runtime()
+"""A CPU, fp32, eager: the readable path every fast one is tested against."""
