@@ -68,10 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.plain:
         args.precision, args.compile, args.pack, args.keep_freed_memory = "fp32", False, False, False
     kept = keep_freed_memory() if args.keep_freed_memory else False
-    if args.threads:
-        torch.set_num_threads(args.threads)
     runtime = dataclasses.replace(
-        Runtime.resolve(RuntimeConfig(device=args.device, precision=args.precision, compile=args.compile)),
+        Runtime.resolve(RuntimeConfig(device=args.device, precision=args.precision, threads=args.threads,
+                                     compile=args.compile)),
         pack=args.pack)
     device = runtime.device
     generator = torch.Generator(device).manual_seed(0)

@@ -69,9 +69,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def for_this_machine(cfg: Config, **changes) -> Config:
-    """The model's config with CLI overrides, precision chosen again for this machine."""
+    """The model's config with CLI overrides, precision and threads chosen again for this machine."""
     flat = dataclasses.asdict(cfg)
-    flat["runtime"]["precision"] = "auto"
+    flat["runtime"].update(precision="auto", threads=0)
     for key, value in changes.items():
         if value is not None:
             section, name = key.split("__")

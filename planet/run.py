@@ -89,8 +89,8 @@ class TrainingRun:
     aside), built the model and the envs and prepared the replay; `train()` runs the iterations left.
 
     `cfg` is the config as written (`runtime.precision: auto` included: the fingerprint keeps it);
-    `self.runtime` is what the run computes on, `self.cfg` the config with its precision. Sets
-    `runtime.threads` for the process. `say` receives the run's few messages."""
+    `self.runtime` is what the run computes on (`runtime.threads` set for the process), `self.cfg` the
+    config with its precision. `say` receives the run's few messages."""
 
     def __init__(self, cfg: Config, folders: RunFolders, say: Say = print):
         if not episode_paths(folders.seed):
@@ -100,8 +100,6 @@ class TrainingRun:
         self.set_aside: Path | None = None  # where another run's files went, if they had to move
         self.fingerprint = training_fingerprint(cfg, episode_paths(folders.seed))
         self.resumed = self._resume_point(cfg)
-        if cfg.runtime.threads:  # before the precision probe, which times matmuls on these threads
-            torch.set_num_threads(cfg.runtime.threads)
         self.runtime = self._runtime(cfg, self.resumed)
         self.cfg = self.runtime.applied_to(cfg)
         torch.manual_seed(cfg.seed)  # the model's initial weights

@@ -95,20 +95,25 @@ def keep_freed_memory() -> bool:
 class Runtime:
     """What the engine computes on and how. `bf16`: matmuls and convolutions under bf16 autocast
     (distributions and losses stay fp32); `compile`: compile the planner's rollout step; `pack`: on a
-    CPU in bf16, plan on weights packed for oneDNN (`planet.packed`). The default is the plain path:
-    a CPU, fp32, eager."""
+    CPU in bf16, plan on weights packed for oneDNN (`planet.packed`); `threads`: torch's CPU threads
+    (0: torch's default). The default is the plain path: a CPU, fp32, eager."""
 
     device: torch.device = torch.device("cpu")
     bf16: bool = False
     compile: bool = False
     pack: bool = True
+    threads: int = 0
 
     @classmethod
     def resolve(cls, cfg: RuntimeConfig, probe: Probe = matmul_seconds) -> Runtime:
-        """`runtime:` params -> the runtime on this machine (`auto` decided). Set the thread count first:
-        on a CPU, `precision: auto` times `probe` on the threads torch has."""
+        """`runtime:` params -> the runtime on this machine, `auto` decided. Sets torch's thread count
+        for the process first (`runtime.threads`, unless 0): on a CPU, `precision: auto` times `probe`
+        on those threads."""
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         device = resolve_device(cfg.device)
-        return cls(device, resolve_precision(cfg.precision, device, probe) == "bf16", cfg.compile)
+        return cls(device, resolve_precision(cfg.precision, device, probe) == "bf16", cfg.compile,
+                   threads=cfg.threads)
 
     @property
     def precision(self) -> str:

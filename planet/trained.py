@@ -76,8 +76,9 @@ class PlanetAgent:
         device = next(model.parameters()).device
         self.cfg = cfg
         self.low, self.high = action_low.astype(np.float32), action_high.astype(np.float32)
-        # The precision it was trained in, eager: an agent acts once per frame, too few plans to compile for.
-        runtime = Runtime.resolve(dataclasses.replace(cfg.runtime, device=device.type, compile=False))
+        # The precision it was trained in, eager (an agent acts once per frame, too few plans to compile
+        # for), on the model's device; the process's thread count stays the caller's.
+        runtime = Runtime.resolve(dataclasses.replace(cfg.runtime, device=device.type, compile=False, threads=0))
         planner = Planner(model, cfg.evaluation_planner(), runtime)
         self.agent = Agent(model, planner, torch.Generator(device).manual_seed(seed), cfg.train.bit_depth)
         self.reset()

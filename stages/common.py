@@ -18,7 +18,7 @@ from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError
 from planet.replay import EpisodeError
 from planet.run import RunFolders
-from planet.runtime import Runtime, keep_freed_memory, resolve_device
+from planet.runtime import Runtime, keep_freed_memory
 from planet.trainer import NonFiniteError
 
 PARAMS = Path("params.yaml")
@@ -109,21 +109,12 @@ def train_run_id() -> str:
     return json.loads(TRAIN_RUN.read_text())["run_id"]
 
 
-def setup_torch(cfg: Config) -> torch.device:
+def setup_torch(cfg: Config) -> Runtime:
+    """A stage's process: glibc keeps freed memory, the global seed, and `runtime:` resolved on this
+    machine (threads first)."""
     keep_freed_memory()
-    if cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
     torch.manual_seed(cfg.seed)
-    return resolve_device(cfg.runtime.device)
-
-
-def machine_runtime(cfg: Config) -> Runtime:
-    """`runtime:` resolved on this machine, what the stage computes on (after `setup_torch`: the
-    precision probe times matmuls on the threads it set)."""
-    runtime = Runtime.resolve(cfg.runtime)
-    if cfg.runtime.precision == "auto":
-        print(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
-    return runtime
+    return Runtime.resolve(cfg.runtime)
 
 
 def load_model(cfg: Config, device: torch.device):

@@ -22,7 +22,7 @@ OUT = Path("dream")
 @entry_point
 def main() -> None:
     cfg = load_params()
-    device = setup_torch(cfg)
+    device = setup_torch(cfg).device
     client, experiment_id = tracking.connect(cfg)
     model, trained = load_model(cfg, device)
     # The newest episodes show the trained agent; the seed episodes show random play.

@@ -10,16 +10,17 @@ from planet.envs import episode_steps
 from planet.evaluation import evaluate, evaluation_seeds
 from planet.fileio import write_json
 from planet.video import upscale, write_gif, write_mp4
-from stages.common import entry_point, load_model, load_params, machine_runtime, progress_bar, setup_torch, train_run_id
+from stages.common import entry_point, load_model, load_params, progress_bar, setup_torch, train_run_id
 
 
 @entry_point
 def main() -> None:
     cfg = load_params()
-    device = setup_torch(cfg)
+    runtime = setup_torch(cfg)
     client, experiment_id = tracking.connect(cfg)
-    model, trained = load_model(cfg, device)
-    runtime = machine_runtime(cfg)
+    model, trained = load_model(cfg, runtime.device)
+    if cfg.runtime.precision == "auto":
+        print(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
     with progress_bar(total=episode_steps(cfg.env), unit="step",
               desc=f"evaluate ({cfg.evaluate.episodes} episodes side by side)") as bar:
         episodes = evaluate(model, cfg, cfg.evaluate.episodes, cfg.seed, runtime, progress=bar.update)

@@ -11,7 +11,6 @@ from planet.config import Config, ConfigError, ModelConfig, PlannerConfig, Runti
 from planet.model import WorldModel
 from planet.planner import Planner
 from planet.runtime import PLAIN, Runtime, resolve_device, resolve_precision
-from stages.common import machine_runtime
 
 CPU = torch.device("cpu")
 
@@ -77,9 +76,18 @@ def test_a_runtime_applied_to_a_config_sets_only_its_precision():
     assert applied.fingerprint("train", "planner") == cfg.fingerprint("train", "planner")
 
 
-def test_the_stages_runtime_says_what_auto_chose(capsys):
-    runtime = machine_runtime(Config(runtime=RuntimeConfig(precision="auto", device="cpu")))
-    assert f"runtime.precision: auto -> {runtime.precision} on this cpu" in capsys.readouterr().out
+def test_resolving_sets_the_thread_count_before_the_probe_times_on_it():
+    before = torch.get_num_threads()
+    seen = []
+
+    def probe(dtype):
+        seen.append(torch.get_num_threads())
+        return 1.0
+    try:
+        runtime = Runtime.resolve(RuntimeConfig(device="cpu", precision="auto", threads=1), probe)
+        assert runtime.threads == 1 and torch.get_num_threads() == 1 and seen == [1, 1]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_planner_refuses_a_belief_on_another_device_than_its_runtime():

@@ -10,9 +10,9 @@ from test_trainer import FP32
 
 import planet
 from planet.checkpoint import CheckpointError, TrainProgress, write_checkpoint
-from planet.config import Config, EnvConfig, PlannerConfig, TrainConfig, load_config
+from planet.config import Config, EnvConfig, PlannerConfig, RuntimeConfig, TrainConfig, load_config
 from planet.envs import PixelEnv
-from planet.runtime import PLAIN
+from planet.runtime import PLAIN, Runtime
 from planet.trained import build_model
 from planet.trainer import Trainer
 
@@ -72,6 +72,22 @@ def test_load_agent_acts_on_a_raw_frame_in_env_units(model_file):
     assert np.array_equal(again.act(frame), planet.load_agent(path).act(frame))  # seeded: repeatable
     with pytest.raises(ValueError, match="expected an \\(H, W, 3\\) uint8 frame"):
         agent.act(frame.astype(np.float32))
+
+
+def test_an_agent_plans_in_the_precision_it_was_trained_in_and_leaves_the_thread_count_alone(tmp_path,
+                                                                                             tiny_model_cfg):
+    cfg = Config(env=EnvConfig(id="Pendulum-v1", image_size=16, action_repeat=4, crop=0.55), model=tiny_model_cfg,
+                 runtime=RuntimeConfig(precision="bf16", threads=1, compile=True))
+    trainer = Trainer(cfg, 1, Runtime(bf16=True, threads=1))
+    write_checkpoint(tmp_path / "model.pt", trainer.checkpoint("fp", TrainProgress(iteration=1), weights_only=True))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runtime = planet.load_agent(tmp_path / "model.pt").agent.planner.runtime
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert runtime.bf16 and not runtime.compile and runtime.device.type == "cpu"
 
 
 def test_the_model_file_records_the_config_it_was_trained_with(model_file):
