@@ -21,10 +21,11 @@ import torch
 
 from planet.config import RuntimeConfig
 from planet.loss import TensorBatch, make_optimizer, train_step
+from planet.memory import keep_freed_memory
 from planet.model import WorldModel, parameter_count
 from planet.notebook import notebook_config
 from planet.planner import Planner
-from planet.runtime import Runtime, keep_freed_memory
+from planet.runtime import Runtime
 
 # The notebook's sizes, which the timings are defined on (the code defaults are the learning config).
 NOTEBOOK = notebook_config()

@@ -28,9 +28,10 @@ from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError, load_config
 from planet.dream import write_dreams
 from planet.evaluation import evaluate
+from planet.memory import keep_freed_memory
 from planet.replay import EpisodeError
 from planet.run import train
-from planet.runtime import Runtime, keep_freed_memory
+from planet.runtime import Runtime
 from planet.trained import load_model
 from planet.trainer import NonFiniteError
 from planet.video import upscale, write_mp4

@@ -116,8 +116,9 @@ class Planner:
         """latent (E, .), init_mean (T, E, A) or None (zeros) -> the whole refit mean (T, E, A)."""
         cfg, model = self.cfg, self.model
         envs, device = latent.belief.shape[0], latent.belief.device
-        if device.type != self.runtime.device.type:
-            raise ValueError(f"the planner's runtime is on {self.runtime.device.type}, the belief on {device.type}")
+        if self.runtime.bf16 and device.type != self.runtime.device.type:  # its autocast would not apply
+            raise ValueError(f"the planner's bf16 runtime is on {self.runtime.device.type}, "
+                             f"the belief on {device.type}")
         if init_mean is None:
             init_mean = torch.zeros(cfg.horizon, envs, model.action_size, device=device)
         action_noise = torch.randn((cfg.iterations, cfg.horizon, envs, cfg.candidates, model.action_size),

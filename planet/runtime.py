@@ -1,12 +1,10 @@
 """How a process computes, decided once: `Runtime` (device, bf16 autocast or fp32, compiled and packed
-planning) resolved from `runtime:` in the params (`auto | cpu | cuda`, `auto | fp32 | bf16`), and the
-process's malloc setting. The maths never sees these names: it receives a `Runtime` or the autocast
-context that `Runtime.autocast` makes, the one place that decides on autocast."""
+planning, threads) resolved from `runtime:` in the params (`auto | cpu | cuda`, `auto | fp32 | bf16`).
+The maths never sees these names: it receives a `Runtime` or the autocast context that
+`Runtime.autocast` makes, the one place that decides on autocast."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import statistics
 import time
@@ -17,10 +15,6 @@ import torch
 
 from planet.config import Config, ConfigError, RuntimeConfig
 from planet.packed import packed_rollout_available
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_MAX = -4
 
 Probe = Callable[[torch.dtype], float]
 """A dtype -> the seconds a matmul takes in it."""
@@ -67,28 +61,6 @@ def resolve_precision(precision: str, device: torch.device, probe: Probe = matmu
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     fp32, bf16 = probe(torch.float32), probe(torch.bfloat16)
     return "bf16" if fp32 >= BF16_MIN_SPEEDUP * bf16 else "fp32"
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
-
-    A train step allocates and frees tensors of tens of MB (the convolutions' activations over all
-    T*B frames). By default glibc serves those with mmap and unmaps them on free, so the next step
-    faults every page in again and the kernel zeroes it: about 140k page faults and 12% of a step's
-    CPU time in the kernel on a 2-core AMD EPYC. Serving everything from the heap and never trimming
-    it removes that (docs/performance.md has the figures). It changes no result;
-    the process keeps its peak memory until it exits. Process-wide, so only entry points call it.
-    Returns False where the C library is not glibc (then nothing changes)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # mallopt returns 1 on success. The trim threshold is an int: 2**31 - 1 bytes is "never" here.
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 @dataclass(frozen=True)

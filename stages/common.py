@@ -16,9 +16,10 @@ from experiments.tracking import TrackingError
 from planet import params
 from planet.checkpoint import CheckpointError
 from planet.config import Config, ConfigError
+from planet.memory import keep_freed_memory
 from planet.replay import EpisodeError
 from planet.run import RunFolders
-from planet.runtime import Runtime, keep_freed_memory
+from planet.runtime import Runtime
 from planet.trainer import NonFiniteError
 
 PARAMS = Path("params.yaml")

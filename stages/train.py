@@ -8,10 +8,10 @@ from __future__ import annotations
 from experiments import tracking
 from planet.checkpoint import Checkpoint, TrainProgress, write_checkpoint
 from planet.fileio import write_csv, write_json
+from planet.memory import keep_freed_memory
 from planet.plots import plot_training
 from planet.replay import episode_paths
 from planet.run import TrainingRun, iteration_line
-from planet.runtime import keep_freed_memory
 from stages.common import (
     FOLDERS,
     MODEL_PATH,

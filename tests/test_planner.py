@@ -5,7 +5,7 @@ import torch
 
 from planet.config import PlannerConfig
 from planet.model import LatentState, WorldModel
-from planet.planner import Planner, refine, sample_candidates, shift_plan
+from planet.planner import Planner, imagine_reward, refine, sample_candidates, shift_plan
 from planet.runtime import Runtime
 
 
@@ -160,3 +160,32 @@ def test_candidates_are_mean_plus_std_times_noise_clipped_to_the_action_box():
     noise = torch.tensor([[1.0, -1.0, 2.0], [0.1, -0.3, 1.0]]).view(2, 1, 3, 1)  # (T, E, N, A)
     expected = torch.tensor([[0.9, 0.1, 1.0], [0.0, -0.8, 1.0]]).view(2, 1, 3, 1)
     assert torch.allclose(sample_candidates(mean, std, noise), expected)
+
+
+def test_the_rollout_runs_as_the_runtime_says_bf16_under_autocast_or_fp32_without():
+    """Any step sees the runtime's precision: latents in bf16 and autocast on, or fp32 and off."""
+    seen = []
+
+    def recording_step(model, latent, action, noise):
+        seen.append((latent.belief.dtype, latent.state.dtype, torch.is_autocast_enabled("cpu")))
+        belief = torch.cat([action.to(latent.belief.dtype), latent.belief[:, 1:]], dim=-1)
+        return LatentState(belief, latent.state), ToyModel.reward(belief).float()
+
+    latent = LatentState(torch.tensor([[0.0, 0.5]]), torch.zeros(1, 1))
+    cfg = PlannerConfig(candidates=32, top_k=4, horizon=2, iterations=2)
+    for runtime, expected in ((Runtime(bf16=True), (torch.bfloat16, torch.bfloat16, True)),
+                              (Runtime(), (torch.float32, torch.float32, False))):
+        seen.clear()
+        plan = Planner(ToyModel(), cfg, runtime, step=recording_step).plan_sequence(latent, torch.Generator())
+        assert plan.dtype == torch.float32 and plan.shape == (2, 1, 1)
+        assert seen and set(seen) == {expected}
+
+
+def test_only_the_plain_step_takes_the_packed_path(monkeypatch, tiny_model_cfg):
+    monkeypatch.setattr("planet.runtime.packed_rollout_available", lambda: True)
+    model = WorldModel(tiny_model_cfg, 1, 16)
+    cfg = PlannerConfig(candidates=16, top_k=4, horizon=2, iterations=2)
+    assert Planner(model, cfg, Runtime(bf16=True)).packs
+    assert not Planner(model, cfg, Runtime(bf16=True), step=lambda *args: None).packs
+    assert not Planner(model, cfg, Runtime()).packs
+    assert Planner(model, cfg, Runtime()).rollout(8) == (model, imagine_reward)

@@ -1,16 +1,12 @@
-"""The runtime: what `auto` means for device and precision, the one autocast, and the process's malloc."""
-import ctypes
-import subprocess
-import sys
-from pathlib import Path
-
+"""The runtime: what `auto` means for device and precision, the one autocast, the packed planner's
+condition, the thread count."""
 import pytest
 import torch
 
 from planet.config import Config, ConfigError, ModelConfig, PlannerConfig, RuntimeConfig
 from planet.model import WorldModel
 from planet.planner import Planner
-from planet.runtime import PLAIN, Runtime, resolve_device, resolve_precision
+from planet.runtime import BF16_MIN_SPEEDUP, PLAIN, Runtime, matmul_seconds, resolve_device, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -90,48 +86,48 @@ def test_resolving_sets_the_thread_count_before_the_probe_times_on_it():
         torch.set_num_threads(before)
 
 
-def test_the_planner_refuses_a_belief_on_another_device_than_its_runtime():
+def test_a_bf16_planner_refuses_a_belief_on_another_device_than_its_runtime():
     model = WorldModel(ModelConfig(), action_size=1, image_size=64)
-    planner = Planner(model, PlannerConfig(), Runtime(torch.device("cuda")))
-    with pytest.raises(ValueError, match="the planner's runtime is on cuda, the belief on cpu"):
+    planner = Planner(model, PlannerConfig(), Runtime(torch.device("cuda"), bf16=True))
+    with pytest.raises(ValueError, match="the planner's bf16 runtime is on cuda, the belief on cpu"):
         planner.plan(model.rssm.initial(1, CPU))
 
 
-# glibc's own accounting (mallinfo2): the heap's releasable top after a 64 MB block is allocated and
-# freed, then the bytes in mmapped blocks and in use in the heap that a 64 MB tensor adds. argv[1] says whether to
-# call keep_freed_memory first. A subprocess, because the setting is process-wide.
-_MALLINFO = """
-import ctypes, sys, torch
-from planet.runtime import keep_freed_memory
-class Info(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks "
-                                               "fordblks keepcost").split()]
-libc = ctypes.CDLL(None)
-libc.mallinfo2.restype, libc.malloc.restype, libc.free.argtypes = Info, ctypes.c_void_p, [ctypes.c_void_p]
-kept = keep_freed_memory() if sys.argv[1] == "1" else False
-libc.free(libc.malloc(64 << 20))
-releasable = libc.mallinfo2().keepcost
-before = libc.mallinfo2()
-buffer = torch.ones(16 << 20)  # 64 MB of float32
-during = libc.mallinfo2()
-print(kept, during.hblkhd - before.hblkhd, during.uordblks - before.uordblks, releasable)
-"""
+@pytest.mark.parametrize("cuda", [False, True])
+def test_devices_resolve_to_what_torch_sees(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto") == torch.device("cuda" if cuda else "cpu")
+    assert resolve_device("cpu") == CPU
+    if cuda:
+        assert resolve_device("cuda") == torch.device("cuda")
+    else:
+        with pytest.raises(ConfigError, match="^runtime.device: cuda was asked for but torch sees no CUDA device on "
+                                              "this machine$"):
+            resolve_device("cuda")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
-                    reason="glibc's malloc (2.33 or later)")
-def test_keep_freed_memory_serves_big_tensors_from_the_heap_and_keeps_them_there():
-    def accounting(keep: str) -> tuple[str, int, int, int]:
-        out = subprocess.run([sys.executable, "-c", _MALLINFO, keep], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parents[1]).stdout.split()
-        return out[0], *(int(v) for v in out[1:])
+@pytest.mark.parametrize("supported", [False, True])
+def test_auto_on_cuda_is_bf16_where_the_device_supports_it_without_probing(monkeypatch, supported):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
 
-    mb64 = 64 << 20
-    # glibc's default: a block this big is its own mmap, unmapped again on free, so the next train step
-    # faults its pages in anew.
-    _, mapped, _, _ = accounting("0")
-    assert mapped >= mb64
-    kept, mapped, heap_used, releasable = accounting("1")
-    assert kept == "True"
-    assert mapped == 0 and heap_used >= mb64  # served from the heap
-    assert releasable >= mb64  # and a freed block at the heap's top stays there, not handed back
+    def no_probe(dtype):
+        raise AssertionError("probed a CUDA device with a CPU matmul")
+    assert resolve_precision("auto", torch.device("cuda"), no_probe) == ("bf16" if supported else "fp32")
+
+
+def test_a_lead_of_exactly_the_minimum_speedup_is_enough_for_bf16():
+    assert resolve_precision("auto", CPU, probe_with(BF16_MIN_SPEEDUP, 1.0)) == "bf16"
+
+
+def test_the_probe_times_a_matmul_in_seconds():
+    assert 0 < matmul_seconds(torch.float32, repeats=1) < 10
+
+
+def test_packed_planning_is_for_a_cpu_in_bf16_with_packing_on_where_onednn_can(monkeypatch):
+    monkeypatch.setattr("planet.runtime.packed_rollout_available", lambda: True)
+    assert Runtime(CPU, bf16=True).packs_rollout()
+    assert not PLAIN.packs_rollout()
+    assert not Runtime(CPU, bf16=True, pack=False).packs_rollout()
+    assert not Runtime(torch.device("cuda"), bf16=True).packs_rollout()
+    monkeypatch.setattr("planet.runtime.packed_rollout_available", lambda: False)
+    assert not Runtime(CPU, bf16=True).packs_rollout()
