@@ -1,11 +1,14 @@
+import dataclasses
+
 import numpy as np
 import torch
 
-from planet.agent import Agent, run_episodes
-from planet.config import EnvConfig, PlannerConfig
-from planet.envs import PixelEnv
+from planet.agent import Agent, collect_seed_episodes, run_episodes
+from planet.config import Config, DataConfig, EnvConfig, PlannerConfig
+from planet.envs import PixelEnv, episode_seed
 from planet.model import WorldModel
 from planet.planner import Planner
+from planet.replay import episode_paths, load_episode
 
 
 def test_planning_agent_runs_envs_side_by_side(tiny_model_cfg, device):
@@ -160,3 +163,31 @@ def test_random_episodes_are_fixed_by_their_seeds_span_the_action_range_and_end_
     assert actions.dtype == np.float32 and -1.0 <= actions.min() < -0.8 and 0.8 < actions.max() <= 1.0
     for e in first:  # a time limit truncates: the last step only, and nothing terminal
         assert e.truncated[-1] and not e.truncated[:-1].any() and not e.terminal.any()
+
+
+def test_seed_episodes_are_random_actions_on_their_own_env_seeds_replacing_what_the_folder_held(tmp_path):
+    cfg = Config(seed=4, env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2),
+                 data=DataConfig(seed_episodes=3))
+    folder = tmp_path / "seed"
+    folder.mkdir()
+    (folder / "stale.npz").write_bytes(b"from another run")
+    collected = []
+    assert collect_seed_episodes(cfg, folder, on_episode=lambda: collected.append(1)) == 3
+    assert collected == [1, 1, 1]
+    assert sorted(p.name for p in folder.iterdir()) == [p.name for p in episode_paths(folder)]  # stale.npz gone
+    episodes = [load_episode(path) for path in episode_paths(folder)]
+    assert [len(e) for e in episodes] == [6, 6, 6]  # 12 env steps at action repeat 2
+    env = PixelEnv(cfg.env)
+    for index, episode in enumerate(episodes):
+        first = env.reset(seed=episode_seed(cfg.seed, index))  # each episode starts where its own seed puts it
+        assert np.array_equal(episode.obs[0], first)
+    env.close()
+    actions = np.concatenate([e.action for e in episodes])
+    assert np.abs(actions).max() <= 1 and actions.std() > 0.3  # uniform on [-1, 1]
+    again = tmp_path / "again"
+    collect_seed_episodes(cfg, again)
+    assert all(np.array_equal(load_episode(a).action, load_episode(b).action)
+               for a, b in zip(episode_paths(folder), episode_paths(again)))
+    other = tmp_path / "other"
+    collect_seed_episodes(dataclasses.replace(cfg, seed=5), other)
+    assert not np.array_equal(load_episode(episode_paths(other)[0]).action, episodes[0].action)
