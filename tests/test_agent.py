@@ -166,7 +166,7 @@ def test_random_episodes_are_fixed_by_their_seeds_span_the_action_range_and_end_
 
 
 def test_seed_episodes_are_random_actions_on_their_own_env_seeds_replacing_what_the_folder_held(tmp_path):
-    cfg = Config(seed=4, env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2),
+    cfg = Config(seed=0, env=EnvConfig(id="PlanetCounter-v0", image_size=16, action_repeat=2),
                  data=DataConfig(seed_episodes=3))
     folder = tmp_path / "seed"
     folder.mkdir()
@@ -179,7 +179,7 @@ def test_seed_episodes_are_random_actions_on_their_own_env_seeds_replacing_what_
     assert [len(e) for e in episodes] == [6, 6, 6]  # 12 env steps at action repeat 2
     env = PixelEnv(cfg.env)
     for index, episode in enumerate(episodes):
-        first = env.reset(seed=episode_seed(cfg.seed, index))  # each episode starts where its own seed puts it
+        first = env.reset(seed=episode_seed(cfg.seed, index))  # seed 0 starts its three at 20, 10, 0
         assert np.array_equal(episode.obs[0], first)
     env.close()
     actions = np.concatenate([e.action for e in episodes])
@@ -189,5 +189,5 @@ def test_seed_episodes_are_random_actions_on_their_own_env_seeds_replacing_what_
     assert all(np.array_equal(load_episode(a).action, load_episode(b).action)
                for a, b in zip(episode_paths(folder), episode_paths(again)))
     other = tmp_path / "other"
-    collect_seed_episodes(dataclasses.replace(cfg, seed=5), other)
+    collect_seed_episodes(dataclasses.replace(cfg, seed=1), other)
     assert not np.array_equal(load_episode(episode_paths(other)[0]).action, episodes[0].action)
