@@ -1,8 +1,9 @@
+import dataclasses
 import math
 
 import pytest
 
-from planet.config import Config, ConfigError, PlannerConfig, load_config
+from planet.config import Config, ConfigError, PlannerConfig, load_config, schedule_keys
 
 SECTIONS = {"env": {}, "data": {}, "model": {}, "train": {}, "planner": {}, "evaluate": {}, "dream": {},
             "runtime": {}, "mlflow": {}}
@@ -139,3 +140,20 @@ def test_a_field_type_the_checker_does_not_know_is_a_bug_not_a_user_error():
 
     with pytest.raises(TypeError, match=r"^unsupported field type <class 'list'> for train\.x$"):
         _check_value("train.x", list, [])
+
+
+@pytest.mark.parametrize("key", ["train.iterations", "train.checkpoint_every", "train.keep_checkpoints",
+                                 "runtime.threads"])
+def test_schedule_keys_are_declared_beside_their_fields(key):
+    assert key in schedule_keys()
+    section, name = key.split(".")
+    default = getattr(Config(), section)
+    bumped = dataclasses.replace(default, **{name: getattr(default, name) + 1})
+    other = dataclasses.replace(Config(), **{section: bumped})
+    assert other.training_params() == Config().training_params()
+
+
+def test_every_other_training_key_shapes_the_run():
+    params = Config().training_params()
+    assert {"seed", "env.id", "train.lr", "planner.horizon", "runtime.precision", "model.network"} <= set(params)
+    assert not {k for k in params if k.split(".")[0] in ("evaluate", "dream", "mlflow")}

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
@@ -131,22 +130,3 @@ def test_an_edit_to_the_training_loop_starts_a_new_run_and_keeps_the_old_one(tin
     assert "engine code or seed episodes changed since the run in run/checkpoints/" in edited.stdout, edited.stdout
     assert "resuming" not in edited.stdout
     assert len(list((tmp_path / "run/kept").iterdir())) == 1
-
-
-@pytest.mark.parametrize("key", ["train.iterations", "train.checkpoint_every", "train.keep_checkpoints",
-                                 "runtime.threads"])
-def test_schedule_keys_are_declared_beside_their_fields(key):
-    from planet.config import schedule_keys
-
-    assert key in schedule_keys()
-    section, name = key.split(".")
-    default = getattr(Config(), section)
-    bumped = dataclasses.replace(default, **{name: getattr(default, name) + 1})
-    other = dataclasses.replace(Config(), **{section: bumped})
-    assert other.training_params() == Config().training_params()
-
-
-def test_every_other_training_key_shapes_the_run():
-    params = Config().training_params()
-    assert {"seed", "env.id", "train.lr", "planner.horizon", "runtime.precision", "model.network"} <= set(params)
-    assert not {k for k in params if k.split(".")[0] in ("evaluate", "dream", "mlflow")}
