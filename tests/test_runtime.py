@@ -1,5 +1,7 @@
 """The runtime: what `auto` means for device and precision, the one autocast, the packed planner's
 condition, the thread count."""
+import warnings
+
 import pytest
 import torch
 
@@ -131,3 +133,12 @@ def test_packed_planning_is_for_a_cpu_in_bf16_with_packing_on_where_onednn_can(m
     assert not Runtime(torch.device("cuda"), bf16=True).packs_rollout()
     monkeypatch.setattr("planet.runtime.packed_rollout_available", lambda: False)
     assert not Runtime(CPU, bf16=True).packs_rollout()
+
+
+def test_bf16_autocast_on_cuda_is_bf16_not_cudas_float16_default():
+    """fp16 would need a gradient scaler; the runtime asks for bf16 by name on every device. Checked on
+    the context object, which records its dtype even where CUDA is missing (there it only warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        context = Runtime(torch.device("cuda"), bf16=True).autocast()
+    assert context.fast_dtype == torch.bfloat16
