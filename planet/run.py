@@ -128,12 +128,12 @@ class TrainingRun:
     def _runtime(self, cfg: Config, resumed: Checkpoint | None) -> Runtime:
         """`cfg.runtime` on this machine. With `precision: auto` a run keeps the precision it started
         with (the choice times a probe, which could choose otherwise on a busy machine)."""
-        if cfg.runtime.precision != "auto" or resumed is None:
-            runtime = Runtime.resolve(cfg.runtime)
-            if cfg.runtime.precision == "auto":
-                self.say(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
-            return runtime
-        return Runtime.resolve(dataclasses.replace(cfg.runtime, precision=resumed.config["runtime"]["precision"]))
+        if cfg.runtime.precision == "auto" and resumed is not None:
+            return Runtime.resolve(dataclasses.replace(cfg.runtime, precision=resumed.config["runtime"]["precision"]))
+        runtime = Runtime.resolve(cfg.runtime)
+        if cfg.runtime.precision == "auto":
+            self.say(runtime.auto_choice())
+        return runtime
 
     def _resume_point(self, cfg: Config) -> Checkpoint | None:
         """The newest checkpoint of this fingerprint, in `checkpoints` or in a kept run. Another run's

@@ -92,6 +92,10 @@ class Runtime:
         """fp32 or bf16, as params and checkpoints name it."""
         return "bf16" if self.bf16 else "fp32"
 
+    def auto_choice(self) -> str:
+        """What `precision: auto` chose here, as a run's message says it."""
+        return f"runtime.precision: auto -> {self.precision} on this {self.device.type}"
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on this runtime's device, or nothing in fp32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)

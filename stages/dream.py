@@ -6,6 +6,7 @@ true return over the first h open-loop steps (positive: the model promises more 
 the planner scores its plans with exactly such open-loop returns)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -22,7 +23,8 @@ OUT = Path("dream")
 @entry_point
 def main() -> None:
     cfg = load_params()
-    device = setup_torch(cfg).device
+    fp32 = dataclasses.replace(cfg.runtime, precision="fp32")  # dreams run the model in fp32: nothing to probe
+    device = setup_torch(dataclasses.replace(cfg, runtime=fp32)).device
     client, experiment_id = tracking.connect(cfg)
     model, trained = load_model(cfg, device)
     # The newest episodes show the trained agent; the seed episodes show random play.

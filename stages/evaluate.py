@@ -20,7 +20,7 @@ def main() -> None:
     client, experiment_id = tracking.connect(cfg)
     model, trained = load_model(cfg, runtime.device)
     if cfg.runtime.precision == "auto":
-        print(f"runtime.precision: auto -> {runtime.precision} on this {runtime.device.type}")
+        print(runtime.auto_choice())
     with progress_bar(total=episode_steps(cfg.env), unit="step",
               desc=f"evaluate ({cfg.evaluate.episodes} episodes side by side)") as bar:
         episodes = evaluate(model, cfg, cfg.evaluate.episodes, cfg.seed, runtime, progress=bar.update)

@@ -56,6 +56,7 @@ def test_the_runtime_resolves_the_params_once_and_only_the_probe_decides_auto():
     auto = RuntimeConfig(device="cpu", precision="auto")
     assert Runtime.resolve(auto, probe_with(2.0, 1.0)).precision == "bf16"
     assert Runtime.resolve(auto, probe_with(1.0, 1.4)).precision == "fp32"
+    assert Runtime(CPU, bf16=True).auto_choice() == "runtime.precision: auto -> bf16 on this cpu"
 
 
 def test_autocast_is_on_in_bf16_alone_and_on_the_runtimes_device():
