@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -205,9 +206,10 @@ def progress_line(trial: Trial, copy: Path) -> str:
             return f"{trial.task} seed {trial.seed}: continuing after iteration {int(saved[-1].stem[11:])} of {total}"
         return f"{trial.task} seed {trial.seed}: starting (seed episodes, compiling)"
     done, elapsed = int(rows[-1]["iteration"]), float(rows[-1]["wall_time_s"])
-    recent = rows[-5:]
-    per_iteration = (float(recent[-1]["wall_time_s"]) - float(recent[0]["wall_time_s"])) / max(1, len(recent) - 1) \
-        if len(recent) > 1 else elapsed / done
+    ends = [float(row["wall_time_s"]) for row in rows[-6:]]
+    # The median of the recent iterations' times: one iteration that spanned a pause (a stopped
+    # process, a suspended machine) does not stretch the estimate.
+    per_iteration = statistics.median(b - a for a, b in zip(ends, ends[1:])) if len(ends) > 1 else elapsed / done
     left = (total - done) * per_iteration * 1.05  # and about 5% more for evaluate and dream
     return (f"{trial.task} seed {trial.seed}: iteration {done}/{total}, {elapsed / 60:.0f} min of training, "
             f"about {left / 3600:.1f} h left")

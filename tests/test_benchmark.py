@@ -43,6 +43,10 @@ def test_progress_names_the_iteration_and_the_time_left(tmp_path):
     line = progress_line(Trial("cheetah-run", "0"), tmp_path)
     # 7 iterations left at 60 s each, and 5% for evaluate and dream
     assert line == "cheetah-run seed 0: iteration 3/10, 3 min of training, about 0.1 h left"
+    with (tmp_path / "plots/timing.csv").open("a") as timing:  # an iteration that spanned an hour's pause
+        timing.write("4,400,1.0,3840\n")
+    line = progress_line(Trial("cheetah-run", "0"), tmp_path)
+    assert line == "cheetah-run seed 0: iteration 4/10, 64 min of training, about 0.1 h left"
     (tmp_path / "plots/timing.csv").unlink()  # as when DVC restarts the stage
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints/checkpoint_000005.pt").write_bytes(b"")
