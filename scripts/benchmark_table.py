@@ -4,7 +4,8 @@
     python scripts/benchmark_table.py --results DIR --readme FILE --figure PNG
 
 Per task: the mean ± std over seeds of each seed's 10-episode evaluation mean, each seed's figure,
-the training wall time per run (the last `wall_time_s`), beside the published figures at 100k env
+the training time per run (from `wall_time_s`; an iteration that spanned a pause, a stopped process,
+counts as three median iterations at most), beside the published figures at 100k env
 steps. The figure has one panel per task: each seed's collection return against env steps, its
 evaluation mean as a dot at the end, and the published figures as lines. The table goes between the
 README's `<!-- benchmark-table -->` and `<!-- /benchmark-table -->` lines.
@@ -53,8 +54,16 @@ def load_results(results: Path) -> dict[str, dict[int, dict]]:
         runs.setdefault(match["task"], {})[int(match["seed"])] = {
             "return_mean": float(evaluation["return_mean"]), "curve": curve,
             "env_steps": int(curve["env_steps"].iloc[-1]),
-            "hours": float(curve["wall_time_s"].iloc[-1]) / 3600 if "wall_time_s" in curve else None}
+            "hours": training_seconds(curve["wall_time_s"].tolist()) / 3600 if "wall_time_s" in curve else None}
     return runs
+
+
+def training_seconds(wall_times: list[float]) -> float:
+    """The run's training time from each iteration's end (`wall_time_s`), an iteration that took more
+    than three times the median (the process was stopped, e.g. SIGSTOP) counted as three."""
+    durations = [b - a for a, b in zip([0.0, *wall_times], wall_times)]
+    longest = 3 * statistics.median(durations)
+    return sum(min(d, longest) for d in durations)
 
 
 def _pm(mean: float, std: float) -> str:

@@ -113,6 +113,13 @@ def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_the_training_time_does_not_count_a_pause():
+    table = load_script("benchmark_table")
+    assert table.training_seconds([60, 120, 180, 240]) == 240
+    # the third iteration spanned an hour's SIGSTOP: it counts as three median iterations
+    assert table.training_seconds([60, 120, 3780, 3840]) == 60 + 60 + 180 + 60
+
+
 def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_path):
     """Without CUDA, `make gpu-check` runs its whole course on the CPU at tiny sizes: so it cannot rot."""
     out = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--out", str(tmp_path), "--dry-run"],
