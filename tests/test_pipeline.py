@@ -21,8 +21,6 @@ import imageio.v3 as iio
 import pytest
 import yaml
 
-# The tests share one project (the `project` fixture): one `make test` worker runs them all.
-pytestmark = pytest.mark.xdist_group("pipeline-project")
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ["planet", "stages", "experiments", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
         ".dvc/.gitignore"]

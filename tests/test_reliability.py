@@ -13,8 +13,6 @@ from test_pipeline import ITERATIONS, make_project, ran_stages, run, tiny_params
 from planet.config import ConfigError
 from planet.params import load_params
 
-# Most tests share one project (`done_project`): one `make test` worker runs them all.
-pytestmark = pytest.mark.xdist_group("reliability-project")
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = ["models/model.pt", "metrics/train.json", "metrics/eval.json", "runs/train.json", "plots/train.csv"]
 

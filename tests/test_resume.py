@@ -65,7 +65,6 @@ def test_a_resume_in_the_presets_runtime_equals_an_uninterrupted_run(tmp_path):
     assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
 
 
-@pytest.mark.xdist_group("six-iterations")  # one worker trains the reference once
 def test_a_killed_train_resumes_to_the_same_result(six_iterations, tmp_path):
     """Killed at the worst moments: half-way through writing an episode (iteration 3's), half-way
     through writing a checkpoint (the 4th), and half-way through the episode collected after the 4th
@@ -96,7 +95,6 @@ def test_a_killed_train_resumes_to_the_same_result(six_iterations, tmp_path):
     assert steps == [400 + 200 * i for i in range(1, 7)]
 
 
-@pytest.mark.xdist_group("six-iterations")  # one worker trains the reference once
 def test_more_iterations_continue_a_finished_run(six_iterations, tmp_path):
     """Raising train.iterations (and changing checkpoint_every, keep_checkpoints: schedule only)
     continues from the last checkpoint and equals the run that was longer from the start."""
