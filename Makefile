@@ -32,9 +32,8 @@ $(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC
 benchmark: $(BIN)/dvc  ## all six DMC tasks x seeds 0, 1, 2 through Ray; rerun to continue, finished trials are skipped
 	$(BIN)/python -m experiments.benchmark $(ARGS)
 
-# One worker per core (at most 4), a test file to a worker: the tests of a file share its project.
 test: $(BIN)/dvc  ## the whole test suite
-	$(BIN)/python -m pytest -q --numprocesses auto --maxprocesses 4 --dist loadfile --durations 10
+	$(BIN)/python -m pytest -q --durations 10
 
 # Mutation testing of the engine's core ([tool.mutmut] in pyproject.toml); not part of `make test`.
 mutation: $(BIN)/dvc  ## mutate planet/'s core modules, run their tests on each mutant, print killed/survived
