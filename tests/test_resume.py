@@ -30,6 +30,7 @@ def iterations(count: int, runtime: dict | None = None):
 
 
 RESULTS = ["plots/train.csv", "metrics/train.json", "metrics/eval.json", "metrics/dream.json"]
+TRAIN_OUTPUTS = ["plots/train.csv", "metrics/train.json", "models/model.pt"]
 
 
 def assert_same_results(expected: Path, actual: Path) -> None:
@@ -128,19 +129,19 @@ def test_another_thread_count_continues_the_run_and_says_it_is_not_bit_exact(tmp
 
 def test_changed_settings_keep_the_earlier_run_and_changing_back_resumes_it(tmp_path):
     project = make_project(tmp_path / "kept", iterations(2))
-    run(["dvc", "repro"], project)
-    first = {name: (project / name).read_bytes() for name in [*RESULTS, "models/model.pt"]}
+    run(["dvc", "repro", "train"], project)
+    first = {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
     checkpoints = sorted(p.name for p in (project / "checkpoints").iterdir())
     params_path = project / "params.yaml"
     original = params_path.read_text()
     params_path.write_text(original.replace("lr: 0.001", "lr: 0.002"))
-    out = run(["dvc", "repro"], project)
+    out = run(["dvc", "repro", "train"], project)
     kept_line = [line for line in out.stdout.splitlines() if "kept it in" in line]
     assert len(kept_line) == 1 and kept_line[0].startswith("train: train.lr changed since the run in checkpoints/")
     listing = run([sys.executable, "-m", "experiments.runs"], project).stdout
     assert "train.lr" in listing and "Pendulum-v1" in listing
     params_path.write_text(original)
-    out = run(["dvc", "repro"], project)
+    out = run(["dvc", "repro", "train"], project)
     assert "taking it back" in out.stdout and "resuming after iteration 2" in out.stdout
     assert {name: (project / name).read_bytes() for name in first} == first
     assert sorted(p.name for p in (project / "checkpoints").iterdir()) == checkpoints
