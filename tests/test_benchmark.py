@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from test_pipeline import commit_all, make_project
+from test_pipeline import assert_same_weights, commit_all, make_project
 
 from experiments.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
 
@@ -105,6 +104,4 @@ def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     assert "train: resuming after iteration" in log and log.count("Running stage 'seed'") == 1
     resumed = stopped / "results/dmc-tiny-seed0"
     assert (resumed / "train.csv").read_text() == (results / "train.csv").read_text()
-    weights = [torch.load(p / "models/model.pt", weights_only=True)["model"]
-               for p in (tmp_path / "whole-trials/dmc-tiny-seed0", trials / "dmc-tiny-seed0")]
-    assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
+    assert_same_weights(tmp_path / "whole-trials/dmc-tiny-seed0", trials / "dmc-tiny-seed0")

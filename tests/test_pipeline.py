@@ -19,6 +19,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,12 @@ def make_project(path: Path, edit=tiny_params) -> Path:
     run(["git", "init", "-q"], path)
     commit_all(path, "init")
     return path
+
+
+def assert_same_weights(expected: Path, actual: Path) -> None:
+    """The two folders' `models/model.pt` hold the same weights, to the last bit of every tensor."""
+    weights = [torch.load(folder / "models/model.pt", weights_only=True)["model"] for folder in (expected, actual)]
+    assert [k for k in weights[0] if not torch.equal(weights[0][k], weights[1][k])] == []
 
 
 def ran_stages(output: str) -> list[str]:
