@@ -12,8 +12,10 @@
    projected time per 100k env steps;
 5. all of it as `gpu_check.json` and `gpu_check.md` in DIR.
 
-Without CUDA (or with --dry-run) the same steps run on the CPU at tiny sizes and uncompiled, in a
-minute: the suite runs that dry run, so the script cannot rot while no GPU is at hand.
+With --dry-run the same steps run on the CPU at tiny sizes and uncompiled, in a minute: the suite
+runs that dry run, so the script cannot rot while no GPU is at hand. Without --dry-run a torch that
+sees no CUDA device is refused in one line (`make gpu-check` uses .venv, whose pinned torch is the CPU
+build: on a GPU machine install a CUDA torch there first, or run this script with the machine's own).
 """
 from __future__ import annotations
 
@@ -153,10 +155,14 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
-    parser.add_argument("--dry-run", action="store_true", help="the CPU at tiny sizes (the default without CUDA)")
+    parser.add_argument("--dry-run", action="store_true", help="the CPU at tiny sizes (what the suite runs)")
     parser.add_argument("--iterations", type=int, default=3, help="training iterations to time (default 3)")
     args = parser.parse_args(argv)
-    dry = args.dry_run or not torch.cuda.is_available()
+    if not args.dry_run and not torch.cuda.is_available():
+        print(f"error: torch {torch.__version__} sees no CUDA device (a CPU build, or no GPU); "
+              "install a CUDA torch, or pass --dry-run for the CPU dry run", file=sys.stderr)
+        return 2
+    dry = args.dry_run
     device = torch.device("cpu" if dry else "cuda")
     report: dict = {"dry_run": dry, "environment": environment(device)}
     print(json.dumps(report["environment"]), flush=True)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,6 +135,16 @@ def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_pat
     assert set(phases["seconds_per_iteration"]) == {"train", "collect", "evaluate"}
     assert phases["env_steps_per_episode"] == 1000 and phases["projected_minutes_per_100k_env_steps"] > 0
     assert "min per 100k env steps" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refusing a CPU torch needs a machine without CUDA")
+def test_the_gpu_check_refuses_a_torch_without_cuda_in_one_line(tmp_path):
+    """Not a silent CPU dry run where a GPU measurement was asked for (the .venv's torch is the CPU build)."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--out", str(tmp_path / "gpu")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: torch ") and "sees no CUDA device" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "gpu").exists()
 
 
 def test_the_slimmed_dm_control_wheel_keeps_every_module_and_a_matching_record(tmp_path):
