@@ -24,8 +24,8 @@ notebook-baseline: $(BIN)/dvc  ## the tutorial notebook's Config, as a DVC exper
 	dvc exp run --name notebook-config-$$(date +%H%M%S) $$(cat profiles/notebook.args)
 
 # The paper's six DeepMind Control Suite tasks, 100k env steps each (profiles/<task>.args).
-$(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup`: one DMC task as a DVC experiment
-	dvc exp run --name $@-$$(date +%H%M%S) $$(cat profiles/$@.args)
+$(DMC_TASKS): $(BIN)/dvc  ## e.g. `make cartpole-swingup ARGS="-S seed=1"`: one DMC task as a DVC experiment
+	dvc exp run --name $@-$$(date +%H%M%S) $$(cat profiles/$@.args) $(ARGS)
 
 # The paper's table: six tasks x seeds 0-2; resumable (python -m experiments.benchmark --help; e.g.
 # `make benchmark ARGS="-S task=cheetah-run -S seed=0 --parallel 2"`).
