@@ -241,7 +241,9 @@ def sweep(cfg: SweepConfig) -> list[dict]:
     try:
         ray.init(address=cfg.address, namespace="planet-sweep", logging_level="warning", log_to_driver=False)
     except Exception as err:  # Ray raises ConnectionError, RuntimeError, ... for a missing cluster
-        raise SweepError(f"cannot join the Ray cluster at {cfg.address}: {str(err).strip().splitlines()[0]}") from None
+        reason = str(err).strip().splitlines()[0]
+        hint = " (start one with `ray start --head`, or give --address host:port)" if cfg.address == "auto" else ""
+        raise SweepError(f"cannot join the Ray cluster at {cfg.address}: {reason}{hint}") from None
     try:
         names = node_names()
         task = ray.remote(run_trial)

@@ -7,6 +7,7 @@ action bounds (`planet.checkpoint`), so no params file is needed:
     agent = planet.load_agent("models/model.pt")
     agent.reset()
     action = agent.act(frame)  # frame: (H, W, 3) uint8 as the env renders it -> action in env units
+    # one act per cfg.env.action_repeat env steps: hold the action that long, as training did
 """
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ class PlanetAgent:
         self.agent.reset(1)
 
     def act(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 frame -> (A,) action within the env's bounds."""
+        """(H, W, 3) uint8 frame -> (A,) action within the env's bounds, for cfg.env.action_repeat env steps."""
         if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
         obs = resize_frame(center_crop(frame, self.cfg.env.crop), self.cfg.env.image_size)  # (S, S, 3)

@@ -63,6 +63,7 @@ def test_an_unreachable_ray_head_is_one_line_at_once():
 
 
 @pytest.mark.skipif(load_demo().postgres_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the scale demo needs root (a network namespace)")
 def test_scale_demo_at_its_smallest(tmp_path):
     params = tiny_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     params["train"]["iterations"] = 1
