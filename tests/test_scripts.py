@@ -123,7 +123,7 @@ def test_the_training_time_does_not_count_a_pause():
 
 
 def test_the_gpu_check_dry_run_measures_every_step_and_writes_its_report(tmp_path):
-    """Without CUDA, `make gpu-check` runs its whole course on the CPU at tiny sizes: so it cannot rot."""
+    """With --dry-run the gpu check runs its whole course on the CPU at tiny sizes: so it cannot rot."""
     out = subprocess.run([sys.executable, str(ROOT / "scripts/gpu_check.py"), "--out", str(tmp_path), "--dry-run"],
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
