@@ -19,7 +19,7 @@ class PlanetModel(mlflow.pyfunc.PythonModel):
 
         self.agent = load_agent(context.artifacts["model"])
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         self.agent.reset()
         return np.stack([self.agent.act(np.asarray(frame, np.uint8)) for frame in np.asarray(model_input)])
 

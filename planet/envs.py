@@ -132,8 +132,11 @@ def known_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             raise ConfigError(f"env.id: importing {module} registered no env {env_id!r}; register it there with "
                               "gymnasium.register(id=..., entry_point=...)")
     if env_id.startswith(DMC_PREFIX):
+        # shimmy imports dm_control's composer, which sets every DeprecationWarning in the process to
+        # "always" (torch's and SQLAlchemy's then print in every stage): keep the filters as they were.
         try:
-            import shimmy
+            with warnings.catch_warnings():
+                import shimmy
         except ImportError as err:
             raise ConfigError(f"env.id: {env_id} needs the dm_control packages ({err}); "
                               "pip install -r requirements.txt") from None

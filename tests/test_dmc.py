@@ -64,6 +64,16 @@ def test_dmc_action_bounds_are_the_envs_own():
     env.close()
 
 
+
+def test_making_a_dmc_env_leaves_the_processs_warning_filters_as_they_were():
+    """dm_control's composer sets every DeprecationWarning to "always" when first imported, which
+    printed 14 of torch's on every compile and SQLAlchemy's through MLflow in every stage."""
+    script = ("import warnings; from planet.envs import PixelEnv; from planet.config import EnvConfig; "
+              f"PixelEnv(EnvConfig(id='{CARTPOLE}', image_size=16, crop=1.0)).close(); "
+              "warnings.warn_explicit('old API', DeprecationWarning, 'lib.py', 1, module='lib')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "DeprecationWarning" not in out.stderr  # Python's default: a library's deprecations are not shown
+
 @pytest.mark.parametrize("bad, suggestion", [("dm_control/cartpole-swingupp-v0", "dm_control/cartpole-swingup-v0"),
                                              ("dm_control/chetah-run-v0", "dm_control/cheetah-run-v0"),
                                              ("dm_control/walker-walk-v9", "dm_control/walker-walk-v0")])
@@ -102,6 +112,7 @@ def test_tiny_pipeline_on_cartpole_swingup(tmp_path):
     project = make_project(tmp_path, tiny_dmc_params)
     out = run(["dvc", "repro"], project)
     assert ran_stages(out.stdout) == ["check", "seed", "train", "evaluate", "dream"]
+    assert "Warning" not in out.stdout + out.stderr  # the stages' own lines, not their libraries'
     train = json.loads((project / "metrics/train.json").read_text())
     assert train["env_steps"] == 1000 * (2 + train["iterations"])
     evaluation = json.loads((project / "metrics/eval.json").read_text())

@@ -92,11 +92,21 @@ def mlflow_client(project: Path):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def first_repro(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     path = make_project(tmp_path_factory.mktemp("pipeline"))
-    out = run(["dvc", "repro"], path)
+    return path, run(["dvc", "repro"], path)
+
+
+@pytest.fixture(scope="module")
+def project(first_repro):
+    path, out = first_repro
     assert ran_stages(out.stdout) == ["check", "seed", "train", "evaluate", "dream"]
     return path
+
+
+def test_dvc_repro_prints_the_stages_lines_and_no_library_warnings(first_repro):
+    _, out = first_repro
+    assert "Warning" not in out.stdout + out.stderr, out.stdout + out.stderr
 
 
 def test_every_output_is_there(project):
