@@ -8,7 +8,9 @@ this commit outside the project's git tree (default `../planet-benchmark`, or `-
 copy is kept: a trial that was interrupted (Ctrl-C, `kill`, the machine going away) continues from its
 newest checkpoint when the command runs again. A finished trial's results are copied to
 `results/dmc-<task>-seed<N>/` and it is skipped from then on. Ray runs the trials, on this machine
-when no `--address` is given; each asks for T CPUs. Progress is printed every `--every` seconds."""
+when no `--address` is given; each asks for T CPUs. Progress is printed every `--every` seconds.
+On this machine every trial logs to MLFLOW_TRACKING_URI, or else to this project's store, where
+`make ui` shows it as `dmc-<task>-seed<N>`; on a cluster, to MLFLOW_TRACKING_URI as the nodes set it."""
 from __future__ import annotations
 
 import argparse
@@ -141,8 +143,9 @@ def _logged(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> int:
     return code
 
 
-def run_trial(trial: Trial, project: str, commit: str, folder: str, threads: int) -> dict:
-    """One trial, in its kept working copy; -> {name, ok, error, seconds, files (results/ name -> bytes)}."""
+def run_trial(trial: Trial, project: str, commit: str, folder: str, threads: int, tracking: str | None) -> dict:
+    """One trial, in its kept working copy, logging to the MLflow store `tracking` (None: the node's
+    MLFLOW_TRACKING_URI, or the copy's own); -> {name, ok, error, seconds, files (results/ name -> bytes)}."""
     copy, log = Path(folder) / trial.name, Path(folder) / f"{trial.name}.log"
     start = time.monotonic()
     if not (copy / ".git").exists():
@@ -161,8 +164,9 @@ def run_trial(trial: Trial, project: str, commit: str, folder: str, threads: int
         settings = [*(v for flag, v in zip(profile[::2], profile[1::2]) if flag == "-S"), f"seed={trial.seed}",
                     f"runtime.threads={threads}"]
         apply_settings(copy / "params.yaml", settings)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "DVC_EXP_NAME": trial.name,  # the MLflow run's name
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               **({"MLFLOW_TRACKING_URI": tracking} if tracking else {})}
         # `dvc repro`, not `dvc exp run`: an experiment run first checks the baseline's outputs out,
         # which deletes an interrupted trial's checkpoints; repro resumes from them. Once it finishes,
         # `dvc exp save` records the working copy as the experiment <trial>.
@@ -237,6 +241,11 @@ def benchmark(trials: list[Trial], folder: Path, parallel: int, address: str | N
     if not todo:
         return results
     threads = max(1, (os.cpu_count() or 1) // parallel)
+    # On this machine, one store for all trials (the project's unless MLFLOW_TRACKING_URI names
+    # another); a cluster's nodes log where their own environment says.
+    from experiments.tracking import tracking_uri  # here: Ray's workers need not import torch
+
+    tracking = None if address else tracking_uri()
     import ray
 
     ray.init(address=address, num_cpus=None if address else threads * parallel, include_dashboard=False,
@@ -246,9 +255,10 @@ def benchmark(trials: list[Trial], folder: Path, parallel: int, address: str | N
     try:
         task = ray.remote(run_trial)
         pending = {task.options(name=t.name, num_cpus=threads, max_retries=0)
-                   .remote(t, str(project), commit, str(folder), threads): t for t in todo}
+                   .remote(t, str(project), commit, str(folder), threads, tracking): t for t in todo}
+        store = tracking or "each node's MLFLOW_TRACKING_URI"
         print(f"benchmark: {len(todo)} trials, {parallel} at a time, {threads} threads each, from {commit[:8]}; "
-              f"working copies in {folder}/", flush=True)
+              f"working copies in {folder}/; MLflow runs in {store}", flush=True)
         running = {t.name: folder / t.name for t in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=every)

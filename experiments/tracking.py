@@ -71,8 +71,8 @@ def connect(cfg: Config):
         experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
         if experiment is None:
             location = None
-            if uri.startswith("sqlite:///"):
-                location = (project_root() / "mlartifacts").as_uri()
+            if uri.startswith("sqlite:///"):  # artifacts beside the database, wherever it is run from
+                location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
             try:
                 return client, client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
                                                         tags={EXPERIMENT_KIND: MODEL_TRAINING})

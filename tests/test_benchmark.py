@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_pipeline import assert_same_weights, commit_all, make_project
+from test_pipeline import assert_same_weights, commit_all, make_project, mlflow_client
 
 from experiments.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
 
@@ -72,6 +72,20 @@ def tiny_task_project(path: Path) -> Path:
     return project
 
 
+def assert_one_finished_mlflow_run(project: Path, copy: Path) -> None:
+    """The trial logged to the project's MLflow store, where `make ui` shows it: one training run named
+    after the trial, its whole curve, its artifacts in the project's `mlartifacts/`; none in the copy."""
+    client = mlflow_client(project)
+    runs = client.search_runs([client.get_experiment_by_name("planet").experiment_id],
+                              "tags.`dvc.exp_name` = 'dmc-tiny-seed0'")
+    train = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(train) == 1 and train[0].info.run_name.startswith("dmc-tiny-seed0 ("), [r.info.run_name for r in runs]
+    assert train[0].info.status == "FINISHED" and "eval/return_mean" in train[0].data.metrics
+    assert len(client.get_metric_history(train[0].info.run_id, "collect_return")) == 4
+    assert train[0].info.artifact_uri.startswith((project / "mlartifacts").as_uri())
+    assert not (copy / "mlflow.db").exists() and not (copy / "mlartifacts").exists()
+
+
 def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     whole = tiny_task_project(tmp_path / "whole")
     out, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=900)
@@ -79,6 +93,7 @@ def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     results = whole / "results/dmc-tiny-seed0"
     assert {p.name for p in results.iterdir()} >= {"params.yaml", "train.csv", "timing.csv", "train.json",
                                                      "eval.json", "train.png", "eval.gif", "dream_0.gif", "run.json"}
+    assert_one_finished_mlflow_run(whole, tmp_path / "whole-trials/dmc-tiny-seed0")
     again, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=300)
     assert "dmc-tiny-seed0: in results/, skipped" in again
 
@@ -104,4 +119,5 @@ def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     assert "train: resuming after iteration" in log and log.count("Running stage 'seed'") == 1
     resumed = stopped / "results/dmc-tiny-seed0"
     assert (resumed / "train.csv").read_text() == (results / "train.csv").read_text()
+    assert_one_finished_mlflow_run(stopped, trials / "dmc-tiny-seed0")  # the stopped run went on
     assert_same_weights(tmp_path / "whole-trials/dmc-tiny-seed0", trials / "dmc-tiny-seed0")
