@@ -243,9 +243,10 @@ def test_the_trained_model_is_an_mlflow_model_that_planet_evaluates_from_anywher
     for uri in (f"runs:/{train_id}/model", f"models:/pendulum-tiny/{version.version}"):
         out = run(["planet", "evaluate", uri, "--episodes", "1", "--video", "eval.mp4"], tmp_path, extra_env=env)
         assert out.stdout.startswith("return ") and "over 1 episodes of Pendulum-v1" in out.stdout, out.stderr
-    missing = run(["planet", "evaluate", "runs:/0123456789abcdef/model"], tmp_path, check=False, extra_env=env)
-    assert missing.returncode == 2 and missing.stderr.startswith("error: runs:/0123456789abcdef/model: ")
-    assert len(missing.stderr.strip().splitlines()) == 1
+    for unknown in ("runs:/0123456789abcdef/model", "models:/no-such-model/1"):
+        missing = run(["planet", "evaluate", unknown], tmp_path, check=False, extra_env=env)
+        assert missing.returncode == 2 and missing.stderr.startswith(f"error: {unknown}: "), missing.stderr
+        assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def test_queued_sweep_runs_and_logs_to_the_project_store(project):

@@ -127,6 +127,7 @@ def test_unparsable_yaml_is_refused(done_project):
 def test_fewer_iterations_than_trained_is_one_line(done_project):
     params_path = done_project / "params.yaml"
     original = params_path.read_text()
+    checkpoints = {p.name: p.read_bytes() for p in (done_project / "checkpoints").iterdir()}
     try:
         params_path.write_text(original.replace(f"iterations: {ITERATIONS}\n", "iterations: 1\n", 1))
         out = run([sys.executable, "-m", "stages.train"], done_project, check=False)
@@ -134,6 +135,7 @@ def test_fewer_iterations_than_trained_is_one_line(done_project):
         params_path.write_text(original)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"train.iterations: 1 is fewer than the {ITERATIONS} this run has already trained" in out.stderr
+    assert {p.name: p.read_bytes() for p in (done_project / "checkpoints").iterdir()} == checkpoints  # kept
 
 
 def test_a_model_file_is_evaluated_anywhere(done_project, tmp_path):

@@ -54,6 +54,10 @@ def test_a_model_under_a_config_that_does_not_fit_is_one_line(model_file):
     other_env = dataclasses.replace(trainer.cfg, env=car)
     with pytest.raises(CheckpointError, match=r"env.id: 'Pendulum-v1' -> 'MountainCarContinuous-v0'"):
         build_model(ckpt, other_env, path, torch.device("cpu"))
+    size = trainer.cfg.env.image_size
+    bigger = dataclasses.replace(trainer.cfg, env=dataclasses.replace(trainer.cfg.env, image_size=2 * size))
+    with pytest.raises(CheckpointError, match=rf"env.image_size: {size} -> {2 * size}"):
+        build_model(ckpt, bigger, path, torch.device("cpu"))
 
 
 def test_load_agent_acts_on_a_raw_frame_in_env_units(model_file):
