@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import math
 import os
 import warnings
@@ -108,6 +109,21 @@ def make_kwargs(spec: gym.envs.registration.EnvSpec, cfg: EnvConfig) -> dict[str
     return {}  # classic control draws at its own size; `render` resizes
 
 
+class _UnactionableAssetNotice(logging.Filter):
+    """dm_control's own cheetah model sets `settotalmass`, which MuJoCo deprecates: the notice came once per
+    env made (10 times in an evaluation) and nothing a user sets changes it. Other MuJoCo warnings,
+    which dm_control logs to `absl` too, still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("compiler attribute 'settotalmass' is deprecated")
+
+
+def _quiet_dm_control_asset_notice() -> None:
+    absl = logging.getLogger("absl")
+    if not any(isinstance(f, _UnactionableAssetNotice) for f in absl.filters):
+        absl.addFilter(_UnactionableAssetNotice())
+
+
 def _route_mujoco_warnings() -> None:
     """MuJoCo appends warnings to MUJOCO_LOG.TXT in the working directory unless a handler is set."""
     import mujoco
@@ -141,6 +157,7 @@ def known_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             raise ConfigError(f"env.id: {env_id} needs the dm_control packages ({err}); "
                               "pip install -r requirements.txt") from None
         gym.register_envs(shimmy)
+        _quiet_dm_control_asset_notice()
     if env_id in gym.registry:
         return gym.registry[env_id]
     close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.6)

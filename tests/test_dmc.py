@@ -74,6 +74,14 @@ def test_making_a_dmc_env_leaves_the_processs_warning_filters_as_they_were():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "DeprecationWarning" not in out.stderr  # Python's default: a library's deprecations are not shown
 
+
+def test_dm_controls_cheetah_asset_notice_is_dropped_and_other_mujoco_warnings_show():
+    script = ("import logging; from planet.envs import PixelEnv; from planet.config import EnvConfig; "
+              "PixelEnv(EnvConfig(id='dm_control/cheetah-run-v0', image_size=16)).close(); "
+              "logging.getLogger('absl').warning('Nan, Inf or huge value in QACC at DOF 0.')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "settotalmass" not in out.stderr and "Nan, Inf or huge value in QACC" in out.stderr, out.stderr
+
 @pytest.mark.parametrize("bad, suggestion", [("dm_control/cartpole-swingupp-v0", "dm_control/cartpole-swingup-v0"),
                                              ("dm_control/chetah-run-v0", "dm_control/cheetah-run-v0"),
                                              ("dm_control/walker-walk-v9", "dm_control/walker-walk-v0")])
