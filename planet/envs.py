@@ -109,19 +109,11 @@ def make_kwargs(spec: gym.envs.registration.EnvSpec, cfg: EnvConfig) -> dict[str
     return {}  # classic control draws at its own size; `render` resizes
 
 
-class _UnactionableAssetNotice(logging.Filter):
+def _not_the_asset_notice(record: logging.LogRecord) -> bool:
     """dm_control's own cheetah model sets `settotalmass`, which MuJoCo deprecates: the notice came once per
     env made (10 times in an evaluation) and nothing a user sets changes it. Other MuJoCo warnings,
     which dm_control logs to `absl` too, still show."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("compiler attribute 'settotalmass' is deprecated")
-
-
-def _quiet_dm_control_asset_notice() -> None:
-    absl = logging.getLogger("absl")
-    if not any(isinstance(f, _UnactionableAssetNotice) for f in absl.filters):
-        absl.addFilter(_UnactionableAssetNotice())
+    return not record.getMessage().startswith("compiler attribute 'settotalmass' is deprecated")
 
 
 def _route_mujoco_warnings() -> None:
@@ -157,7 +149,7 @@ def known_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             raise ConfigError(f"env.id: {env_id} needs the dm_control packages ({err}); "
                               "pip install -r requirements.txt") from None
         gym.register_envs(shimmy)
-        _quiet_dm_control_asset_notice()
+        logging.getLogger("absl").addFilter(_not_the_asset_notice)  # once: addFilter skips one it has
     if env_id in gym.registry:
         return gym.registry[env_id]
     close = difflib.get_close_matches(env_id, list(gym.registry), n=1, cutoff=0.6)

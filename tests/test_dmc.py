@@ -64,7 +64,6 @@ def test_dmc_action_bounds_are_the_envs_own():
     env.close()
 
 
-
 def test_making_a_dmc_env_leaves_the_processs_warning_filters_as_they_were():
     """dm_control's composer sets every DeprecationWarning to "always" when first imported, which
     printed 14 of torch's on every compile and SQLAlchemy's through MLflow in every stage."""
@@ -81,6 +80,7 @@ def test_dm_controls_cheetah_asset_notice_is_dropped_and_other_mujoco_warnings_s
               "logging.getLogger('absl').warning('Nan, Inf or huge value in QACC at DOF 0.')")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "settotalmass" not in out.stderr and "Nan, Inf or huge value in QACC" in out.stderr, out.stderr
+
 
 @pytest.mark.parametrize("bad, suggestion", [("dm_control/cartpole-swingupp-v0", "dm_control/cartpole-swingup-v0"),
                                              ("dm_control/chetah-run-v0", "dm_control/cheetah-run-v0"),
