@@ -94,12 +94,14 @@ def recorded_threads(copy: Path) -> int | None:
 
 def stop_leftover(copy: Path) -> None:
     """A trial process left running by an earlier benchmark command (its driver was killed) is stopped
-    the way Ctrl-C stops a stage, so that it writes nothing half and frees DVC's lock."""
+    the way Ctrl-C stops it: SIGINT to its process group, which `dvc repro` ignores while its stage
+    finishes its interrupt (nothing half-written) and then releases its locks. SIGTERM would kill DVC
+    at once and leave a stale lock that the next `dvc repro` warns about."""
     marker = copy / PGID
     if not marker.exists():
         return
     pgid = int(marker.read_text())
-    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 5)):
+    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
@@ -132,11 +134,18 @@ def apply_settings(params: Path, settings: list[str]) -> None:
 
 def _logged(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> int:
     """Run `cmd` appending to `log`; its own process group (recorded in the working copy), so that the
-    driver alone gets Ctrl-C and stops each trial cleanly with SIGTERM."""
+    driver alone gets Ctrl-C and stops each trial cleanly (`stop_leftover`)."""
     with log.open("a") as out:
         out.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
         out.flush()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # Ray's worker threads block SIGINT and a child inherits its thread's signal mask: unblocked
+        # for the child, so that the trial stops on SIGINT as a stage does on Ctrl-C.
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        try:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         (cwd / PGID).write_text(str(proc.pid))
         code = proc.wait()
     (cwd / PGID).unlink(missing_ok=True)

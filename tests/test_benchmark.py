@@ -2,18 +2,20 @@
 mid-run that continues from its checkpoint to the same curves and weights as an uninterrupted one."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from test_pipeline import assert_same_weights, commit_all, make_project, mlflow_client
 
-from experiments.benchmark import TASKS, BenchmarkError, Trial, parse_selection, progress_line
+from experiments.benchmark import PGID, TASKS, BenchmarkError, Trial, parse_selection, progress_line, stop_leftover
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,30 @@ def test_progress_names_the_iteration_and_the_time_left(tmp_path):
     (tmp_path / "checkpoints/checkpoint_000005.pt").write_bytes(b"")
     line = progress_line(Trial("cheetah-run", "0"), tmp_path)
     assert line == "cheetah-run seed 0: continuing after iteration 5 of 10"
+
+
+def test_a_leftover_trial_stops_as_ctrl_c_stops_it_and_leaves_dvc_no_stale_lock(tmp_path):
+    """A trial's `dvc repro` left by a killed driver is stopped the way Ctrl-C stops it: DVC waits for its
+    stage to exit and releases its lock, so the continued trial starts without DVC's stale-lock warning."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True)
+    stage = ("import pathlib, time; pathlib.Path('started').touch(); time.sleep(120); "
+             "pathlib.Path('out.txt').write_text('done')")
+    (tmp_path / "dvc.yaml").write_text(f'stages:\n  wait:\n    cmd: python -c "{stage}"\n    outs: [out.txt]\n')
+    log = (tmp_path / "repro.log").open("w")
+    repro = subprocess.Popen(["dvc", "repro"], cwd=tmp_path, env=env, start_new_session=True,
+                             stdout=log, stderr=subprocess.STDOUT)
+    threading.Thread(target=repro.wait).start()  # reaped as its real parent would: no zombie to wait on
+    (tmp_path / PGID).write_text(str(repro.pid))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (tmp_path / "started").exists()
+    stop_leftover(tmp_path)
+    out = (tmp_path / "repro.log").read_text()
+    assert repro.wait(timeout=5) == 255 and "failed to reproduce 'wait'" in out, out  # the stage, not DVC, ended
+    locks = json.loads((tmp_path / ".dvc/tmp/rwlock").read_text())
+    assert not any(locks.values()), locks  # with SIGTERM DVC dies holding `out.txt`
 
 
 def benchmark(project: Path, folder: Path) -> subprocess.Popen:
@@ -119,6 +145,7 @@ def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     assert "finished" in out, out
     log = (trials / "dmc-tiny-seed0.log").read_text()
     assert "train: resuming after iteration" in log and log.count("Running stage 'seed'") == 1
+    assert "Traceback" not in log and "had been killed" not in log, log  # stopped as by Ctrl-C: no stale DVC lock
     resumed = stopped / "results/dmc-tiny-seed0"
     assert (resumed / "train.csv").read_text() == (results / "train.csv").read_text()
     assert_one_finished_mlflow_run(stopped, trials / "dmc-tiny-seed0")  # the stopped run went on
