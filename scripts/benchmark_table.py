@@ -5,10 +5,11 @@
 
 Per task: the mean ± std over seeds of each seed's 10-episode evaluation mean, each seed's figure,
 the training time per run (from `wall_time_s`; an iteration that spanned a pause, a stopped process,
-counts as three median iterations at most), beside the published figures at 100k env
-steps. The figure has one panel per task: each seed's collection return against env steps, its
-evaluation mean as a dot at the end, and the published figures as lines. The table goes between the
-README's `<!-- benchmark-table -->` and `<!-- /benchmark-table -->` lines.
+counts as three median iterations at most) and the machine it ran on (`run.json`, where the trial
+wrote one), beside the published figures at 100k env steps. The figure has one panel per task: each
+seed's collection return against env steps, its evaluation mean as a dot at the end, and the published
+figures as lines. The table goes between the README's `<!-- benchmark-table -->` and
+`<!-- /benchmark-table -->` lines.
 """
 from __future__ import annotations
 
@@ -51,10 +52,12 @@ def load_results(results: Path) -> dict[str, dict[int, dict]]:
         if "wall_time_s" not in curve and (folder / "timing.csv").is_file():
             curve = curve.merge(pd.read_csv(folder / "timing.csv")[["iteration", "wall_time_s"]], on="iteration")
         evaluation = json.loads((folder / "eval.json").read_text())
+        about = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
         runs.setdefault(match["task"], {})[int(match["seed"])] = {
             "return_mean": float(evaluation["return_mean"]), "curve": curve,
             "env_steps": int(curve["env_steps"].iloc[-1]),
-            "hours": training_seconds(curve["wall_time_s"].tolist()) / 3600 if "wall_time_s" in curve else None}
+            "hours": training_seconds(curve["wall_time_s"].tolist()) / 3600 if "wall_time_s" in curve else None,
+            "machine": short_machine(about.get("machine", ""))}
     return runs
 
 
@@ -64,6 +67,24 @@ def training_seconds(wall_times: list[float]) -> float:
     durations = [b - a for a, b in zip([0.0, *wall_times], wall_times)]
     longest = 3 * statistics.median(durations)
     return sum(min(d, longest) for d in durations)
+
+
+def short_machine(name: str) -> str:
+    """`Intel(R) Xeon(R) Processor @ 2.80GHz (avx512f, 2 cores)` -> `Intel Xeon @ 2.80GHz (avx512f, 2 cores)`."""
+    return " ".join(re.sub(r"\((R|TM)\)|\b(Processor|CPU)\b", " ", name).split())
+
+
+def training_time(seeds: dict[int, dict]) -> str:
+    """`2.0-3.0 h`, or per machine where the trials say which: `8.0 h on AMD EPYC (avx2, 2 cores); 4.1 h on ...`."""
+    by_machine: dict[str, list[float]] = {}
+    for run in seeds.values():
+        if run["hours"] is not None:
+            by_machine.setdefault(run["machine"], []).append(run["hours"])
+    spans = []
+    for machine, hours in by_machine.items():
+        span = f"{min(hours):.1f}-{max(hours):.1f} h" if len(hours) > 1 else f"{hours[0]:.1f} h"
+        spans.append(f"{span} on {machine}" if machine else span)
+    return "; ".join(spans) or "-"
 
 
 def _pm(mean: float, std: float) -> str:
@@ -81,8 +102,7 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
                 else f"**{means[0]:.1f}** (one seed)"
             each = ", ".join(f"{seeds[s]['return_mean']:.1f}" for s in sorted(seeds))
             steps = ", ".join(sorted({f"{run['env_steps']:,}" for run in seeds.values()}))
-            hours = [run["hours"] for run in seeds.values() if run["hours"] is not None]
-            time = f"{min(hours):.1f}-{max(hours):.1f} h" if len(hours) > 1 else f"{hours[0]:.1f} h" if hours else "-"
+            time = training_time(seeds)
         else:
             ours, each, steps, time = "not run yet", "-", "-", "-"
         lines.append(f"| {name} | {ours} | {each} | {steps} | {time} | {_pm(*planet_curl)} | {_pm(*planet_drq)} | "

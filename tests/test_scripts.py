@@ -101,6 +101,11 @@ def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
     fake_result(tmp_path / "results/dmc-cheetah-run-seed0", 150.0, 2.0)
     fake_result(tmp_path / "results/dmc-cheetah-run-seed1", 250.0, 3.0)
     fake_result(tmp_path / "results/dmc-cartpole-swingup-seed2", 400.0, 1.5, steps=50_000)
+    fake_result(tmp_path / "results/dmc-cup-catch-seed0", 100.0, 8.0)
+    fake_result(tmp_path / "results/dmc-cup-catch-seed1", 300.0, 4.0)
+    for seed, machine in ((0, "AMD EPYC (avx2, 2 cores)"),
+                          (1, "Intel(R) Xeon(R) Processor @ 2.80GHz (avx512f, 2 cores)")):
+        (tmp_path / f"results/dmc-cup-catch-seed{seed}/run.json").write_text(json.dumps({"machine": machine}))
     (tmp_path / "results/dmc-walker-walk-seed0").mkdir()  # started, no results yet: not counted
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{table.START}\nstale\n{table.END}\nrest\n")
@@ -111,6 +116,9 @@ def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
                                    "138 ± 88 | 165 ± 123 | 235 ± 137 |")
     assert rows["cartpole swingup"].startswith("| cartpole swingup | **400.0** (one seed) | 400.0 | 50,000 | 1.5 h |")
     assert rows["walker walk"].startswith("| walker walk | not run yet |")
+    # seeds run on different machines: each machine's time, as the trial's run.json names it
+    assert "| 8.0 h on AMD EPYC (avx2, 2 cores); 4.0 h on Intel Xeon @ 2.80GHz (avx512f, 2 cores) |" \
+        in rows["ball_in_cup catch"]
     assert "stale" not in readme.read_text() and readme.read_text().endswith("rest\n")
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
