@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=300.0, help="seconds between progress lines (default 300)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the command the way Ctrl-C does
+    # Started in the background (`nohup make benchmark &`), SIGINT is ignored, and an ignored signal
+    # stays ignored in every process started below: the trials could not be stopped as Ctrl-C stops them.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not Path("dvc.yaml").exists():
             raise BenchmarkError("run it from the project's root (no dvc.yaml here)")
@@ -332,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted; run the same command again to continue every unfinished trial from its "
               "newest checkpoint", file=sys.stderr)
         return 2
+    if any(r["ok"] and not r["skipped"] for r in results):
+        print("benchmark: `python scripts/benchmark_table.py` puts the table in the README and redraws "
+              "results/dmc-benchmark.png from results/")
     return print_summary("benchmark", results)
 
 

@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 from test_pipeline import assert_same_weights, commit_all, make_project, mlflow_client
 
-from experiments.benchmark import PGID, TASKS, BenchmarkError, Trial, parse_selection, progress_line, stop_leftover
+from experiments.benchmark import (
+    PGID,
+    TASKS,
+    BenchmarkError,
+    Trial,
+    _logged,
+    parse_selection,
+    progress_line,
+    stop_leftover,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,15 +88,32 @@ def test_a_leftover_trial_stops_as_ctrl_c_stops_it_and_leaves_dvc_no_stale_lock(
     assert not any(locks.values()), locks  # with SIGTERM DVC dies holding `out.txt`
 
 
+def test_a_trial_gets_sigint_unblocked_though_the_thread_starting_it_blocks_it(tmp_path):
+    """Ray's worker threads block SIGINT, and a child inherits its thread's mask: a trial started there
+    could not be stopped as Ctrl-C stops it."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        code = _logged(["grep", "SigBlk", "/proc/self/status"], tmp_path, dict(os.environ), tmp_path / "log")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    mask = int((tmp_path / "log").read_text().split()[-1], 16)
+    assert code == 0 and not mask & 1 << (signal.SIGINT - 1), hex(mask)
+
+
 def benchmark(project: Path, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     # A token of the test's own: otherwise the local cluster writes one to ~/.ray/auth_token, and every
     # later `ray start` on this machine turns token authentication on.
     env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    return subprocess.Popen([sys.executable, "-m", "experiments.benchmark", "-S", "task=tiny", "-S", "seed=0",
-                             "--dir", str(folder), "--every", "2"], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Started as `nohup make benchmark &` starts it: SIGINT ignored, as every process below inherits it.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "experiments.benchmark", "-S", "task=tiny", "-S", "seed=0",
+                                 "--dir", str(folder), "--every", "2"], cwd=project, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finally:
+        signal.signal(signal.SIGINT, handler)
 
 
 def tiny_task_project(path: Path) -> Path:
@@ -118,12 +144,13 @@ def test_a_stopped_trial_continues_to_the_uninterrupted_result(tmp_path):
     whole = tiny_task_project(tmp_path / "whole")
     out, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=900)
     assert "dmc-tiny-seed0: finished, results in results/dmc-tiny-seed0/" in out, out
+    assert "`python scripts/benchmark_table.py` puts the table in the README" in out
     results = whole / "results/dmc-tiny-seed0"
     assert {p.name for p in results.iterdir()} >= {"params.yaml", "train.csv", "timing.csv", "train.json",
                                                      "eval.json", "train.png", "eval.gif", "dream_0.gif", "run.json"}
     assert_one_finished_mlflow_run(whole, tmp_path / "whole-trials/dmc-tiny-seed0")
     again, _ = benchmark(whole, tmp_path / "whole-trials").communicate(timeout=300)
-    assert "dmc-tiny-seed0: in results/, skipped" in again
+    assert "dmc-tiny-seed0: in results/, skipped" in again and "benchmark_table" not in again
 
     stopped = tiny_task_project(tmp_path / "stopped")
     trials = tmp_path / "stopped-trials"
