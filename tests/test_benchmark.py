@@ -73,8 +73,14 @@ def test_a_leftover_trial_stops_as_ctrl_c_stops_it_and_leaves_dvc_no_stale_lock(
              "pathlib.Path('out.txt').write_text('done')")
     (tmp_path / "dvc.yaml").write_text(f'stages:\n  wait:\n    cmd: python -c "{stage}"\n    outs: [out.txt]\n')
     log = (tmp_path / "repro.log").open("w")
-    repro = subprocess.Popen(["dvc", "repro"], cwd=tmp_path, env=env, start_new_session=True,
-                             stdout=log, stderr=subprocess.STDOUT)
+    # SIGINT handled here, as the benchmark command handles it, so the child starts with the default
+    # even where pytest itself runs in the background (SIGINT ignored, which a child would inherit).
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        repro = subprocess.Popen(["dvc", "repro"], cwd=tmp_path, env=env, start_new_session=True,
+                                 stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        signal.signal(signal.SIGINT, handler)
     threading.Thread(target=repro.wait).start()  # reaped as its real parent would: no zombie to wait on
     (tmp_path / PGID).write_text(str(repro.pid))
     deadline = time.monotonic() + 120
