@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,17 @@ def test_progress_names_the_iteration_and_the_time_left(tmp_path):
     assert line == "cheetah-run seed 0: continuing after iteration 5 of 10"
 
 
+@contextmanager
+def sigint(handler) -> Iterator[None]:
+    """SIGINT handled by `handler` in this process meanwhile: a child started within inherits SIG_IGN as
+    it is, and any other handler as the default."""
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_a_leftover_trial_stops_as_ctrl_c_stops_it_and_leaves_dvc_no_stale_lock(tmp_path):
     """A trial's `dvc repro` left by a killed driver is stopped the way Ctrl-C stops it: DVC waits for its
     stage to exit and releases its lock, so the continued trial starts without DVC's stale-lock warning."""
@@ -75,12 +88,9 @@ def test_a_leftover_trial_stops_as_ctrl_c_stops_it_and_leaves_dvc_no_stale_lock(
     log = (tmp_path / "repro.log").open("w")
     # SIGINT handled here, as the benchmark command handles it, so the child starts with the default
     # even where pytest itself runs in the background (SIGINT ignored, which a child would inherit).
-    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with sigint(signal.default_int_handler):
         repro = subprocess.Popen(["dvc", "repro"], cwd=tmp_path, env=env, start_new_session=True,
                                  stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        signal.signal(signal.SIGINT, handler)
     threading.Thread(target=repro.wait).start()  # reaped as its real parent would: no zombie to wait on
     (tmp_path / PGID).write_text(str(repro.pid))
     deadline = time.monotonic() + 120
@@ -113,13 +123,10 @@ def benchmark(project: Path, folder: Path) -> subprocess.Popen:
     # later `ray start` on this machine turns token authentication on.
     env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     # Started as `nohup make benchmark &` starts it: SIGINT ignored, as every process below inherits it.
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
+    with sigint(signal.SIG_IGN):
         return subprocess.Popen([sys.executable, "-m", "experiments.benchmark", "-S", "task=tiny", "-S", "seed=0",
                                  "--dir", str(folder), "--every", "2"], cwd=project, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    finally:
-        signal.signal(signal.SIGINT, handler)
 
 
 def tiny_task_project(path: Path) -> Path:
