@@ -2,14 +2,16 @@
 file, from any folder.
 
     planet train PARAMS --out DIR
-    planet evaluate MODEL [--episodes N] [--horizon H] [--seed S] [--video PATH]
+    planet evaluate MODEL [--episodes N] [--horizon H] [--candidates N] [--top-k K] [--iterations I]
+                   [--seed S] [--video PATH]
     planet dream MODEL [--episodes N] [--out DIR]
 
 PARAMS is a params file (the project's params.yaml, or one of your own); `train` collects the seed
 episodes, trains, and rerun on the same DIR resumes or extends the run (`planet.run.train`). MODEL
 is a checkpoint or a `model.pt`, or an MLflow model of a training run (`runs:/<run_id>/model`,
 `models:/<name>/<version>`, downloaded from `MLFLOW_TRACKING_URI`; needs mlflow); everything else
-(env, network, planner) comes from the config recorded in it. Mistakes (a missing or foreign file,
+(env, network, planner) comes from the config recorded in it; `evaluate` can plan with another CEM
+(a trained model judged with a larger search, as the paper's 1000/100/10). Mistakes (a missing or foreign file,
 a bad number) are one line on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -57,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("model", help=MODEL_HELP)
     evaluate_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's evaluate.episodes)")
     evaluate_cmd.add_argument("--horizon", type=positive_int, help="planning horizon (default: the model's)")
+    evaluate_cmd.add_argument("--candidates", type=positive_int, help="CEM samples per round (default: the model's)")
+    evaluate_cmd.add_argument("--top-k", type=positive_int, help="CEM elites refit to (default: the model's)")
+    evaluate_cmd.add_argument("--iterations", type=positive_int, help="CEM iterations per plan (default: the model's)")
     evaluate_cmd.add_argument("--seed", type=int, help="seed of the env resets and the planner (default: the model's)")
     evaluate_cmd.add_argument("--video", type=Path, default=Path("eval.mp4"), help="video of the first episode")
     dream_cmd = commands.add_parser("dream", help="dream open-loop from fresh episodes; write videos and a plot")
@@ -116,15 +121,20 @@ def run(args: argparse.Namespace) -> None:
         train(args.params, args.out, say=lambda message: print(message, flush=True))
         return
     model, trained_cfg = load_model(model_file(args.model), args.device)
-    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None), runtime__device=args.device)
+    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None),
+                           planner__candidates=getattr(args, "candidates", None),
+                           planner__top_k=getattr(args, "top_k", None),
+                           planner__iterations=getattr(args, "iterations", None), runtime__device=args.device)
     runtime = Runtime.resolve(cfg.runtime)
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":
         episodes = evaluate(model, cfg, args.episodes or cfg.evaluate.episodes, seed, runtime)
         returns = [e.total_reward for e in episodes]
         write_mp4(args.video, upscale(episodes[0].obs, 4), fps=15)
+        plan = cfg.evaluation_planner()
         print(f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes of {cfg.env.id} "
-              f"(planning {cfg.evaluation_planner().horizon} steps ahead); video of the first: {args.video}")
+              f"(CEM {plan.candidates}/{plan.top_k}/{plan.iterations}, planning {plan.horizon} steps ahead); "
+              f"video of the first: {args.video}")
     else:
         episodes = evaluate(model, cfg, args.episodes or cfg.dream.episodes, seed, runtime)
         generator = torch.Generator(next(model.parameters()).device).manual_seed(seed + 2)
