@@ -3,7 +3,7 @@ file, from any folder.
 
     planet train PARAMS --out DIR
     planet evaluate MODEL [--episodes N] [--horizon H] [--candidates N] [--top-k K] [--iterations I]
-                   [--seed S] [--video PATH]
+                   [--[no-]warm-start] [--seed S] [--video PATH]
     planet dream MODEL [--episodes N] [--out DIR]
 
 PARAMS is a params file (the project's params.yaml, or one of your own); `train` collects the seed
@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--candidates", type=positive_int, help="CEM samples per round (default: the model's)")
     evaluate_cmd.add_argument("--top-k", type=positive_int, help="CEM elites refit to (default: the model's)")
     evaluate_cmd.add_argument("--iterations", type=positive_int, help="CEM iterations per plan (default: the model's)")
+    evaluate_cmd.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
+                              help="start each plan from the last one, shifted (default: the model's)")
     evaluate_cmd.add_argument("--seed", type=int, help="seed of the env resets and the planner (default: the model's)")
     evaluate_cmd.add_argument("--video", type=Path, default=Path("eval.mp4"), help="video of the first episode")
     dream_cmd = commands.add_parser("dream", help="dream open-loop from fresh episodes; write videos and a plot")
@@ -124,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
     cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None),
                            planner__candidates=getattr(args, "candidates", None),
                            planner__top_k=getattr(args, "top_k", None),
-                           planner__iterations=getattr(args, "iterations", None), runtime__device=args.device)
+                           planner__iterations=getattr(args, "iterations", None),
+                           planner__warm_start=getattr(args, "warm_start", None), runtime__device=args.device)
     runtime = Runtime.resolve(cfg.runtime)
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":
@@ -133,7 +136,8 @@ def run(args: argparse.Namespace) -> None:
         write_mp4(args.video, upscale(episodes[0].obs, 4), fps=15)
         plan = cfg.evaluation_planner()
         print(f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes of {cfg.env.id} "
-              f"(CEM {plan.candidates}/{plan.top_k}/{plan.iterations}, planning {plan.horizon} steps ahead); "
+              f"(CEM {plan.candidates}/{plan.top_k}/{plan.iterations}, each plan from "
+              f"{'the last' if plan.warm_start else 'zero'}, planning {plan.horizon} steps ahead); "
               f"video of the first: {args.video}")
     else:
         episodes = evaluate(model, cfg, args.episodes or cfg.dream.episodes, seed, runtime)
