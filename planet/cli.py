@@ -11,8 +11,8 @@ episodes, trains, and rerun on the same DIR resumes or extends the run (`planet.
 is a checkpoint or a `model.pt`, or an MLflow model of a training run (`runs:/<run_id>/model`,
 `models:/<name>/<version>`, downloaded from `MLFLOW_TRACKING_URI`; needs mlflow); everything else
 (env, network, planner) comes from the config recorded in it; `evaluate` can plan with another CEM
-(a trained model judged with a larger search, as the paper's 1000/100/10). Mistakes (a missing or foreign file,
-a bad number) are one line on stderr and exit status 2.
+(a trained model judged with a larger search, as the paper's 1000/100/10). Mistakes (a missing or
+foreign file, a bad number) are one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def positive_int(text: str) -> int:
 
 
 MODEL_HELP = "a checkpoint, a model.pt, runs:/<run_id>/model or models:/<name>/<version>"
+# command-line option (as argparse names it) -> the config key it overrides, where a command has it
+OVERRIDES = {"horizon": "evaluate__horizon", "candidates": "planner__candidates", "top_k": "planner__top_k",
+             "iterations": "planner__iterations", "warm_start": "planner__warm_start"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("model", help=MODEL_HELP)
     evaluate_cmd.add_argument("--episodes", type=positive_int, help="episodes (default: the model's evaluate.episodes)")
     evaluate_cmd.add_argument("--horizon", type=positive_int, help="planning horizon (default: the model's)")
-    evaluate_cmd.add_argument("--candidates", type=positive_int, help="CEM samples per round (default: the model's)")
+    evaluate_cmd.add_argument("--candidates", type=positive_int,
+                              help="CEM candidates per iteration (default: the model's)")
     evaluate_cmd.add_argument("--top-k", type=positive_int, help="CEM elites refit to (default: the model's)")
     evaluate_cmd.add_argument("--iterations", type=positive_int, help="CEM iterations per plan (default: the model's)")
     evaluate_cmd.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
@@ -123,11 +127,8 @@ def run(args: argparse.Namespace) -> None:
         train(args.params, args.out, say=lambda message: print(message, flush=True))
         return
     model, trained_cfg = load_model(model_file(args.model), args.device)
-    cfg = for_this_machine(trained_cfg, evaluate__horizon=getattr(args, "horizon", None),
-                           planner__candidates=getattr(args, "candidates", None),
-                           planner__top_k=getattr(args, "top_k", None),
-                           planner__iterations=getattr(args, "iterations", None),
-                           planner__warm_start=getattr(args, "warm_start", None), runtime__device=args.device)
+    overrides = {key: getattr(args, option, None) for option, key in OVERRIDES.items()}
+    cfg = for_this_machine(trained_cfg, runtime__device=args.device, **overrides)
     runtime = Runtime.resolve(cfg.runtime)
     seed = cfg.seed if args.seed is None else args.seed
     if args.command == "evaluate":
