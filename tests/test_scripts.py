@@ -123,6 +123,16 @@ def test_the_benchmark_table_and_figure_come_from_the_result_folders(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_the_readme_shows_the_table_the_committed_results_give(tmp_path):
+    """The README's benchmark table is never typed: regenerated from results/, it comes out unchanged."""
+    table = load_script("benchmark_table")
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    table.main(["--results", str(ROOT / "results"), "--readme", str(readme), "--figure", str(tmp_path / "f.png")])
+    assert readme.read_text() == (ROOT / "README.md").read_text(), \
+        "the README's benchmark table is not what results/ gives: run `python scripts/benchmark_table.py`"
+
+
 def test_the_training_time_does_not_count_a_pause():
     table = load_script("benchmark_table")
     assert table.training_seconds([60, 120, 180, 240]) == 240
